@@ -1,0 +1,5 @@
+"""`python -m smugir` is the `smug` command."""
+
+from smugir.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""What `smug inspect` shows: the model's interface and the first layer smugir reads from it."""
+
+from __future__ import annotations
+
+import os
+from itertools import groupby
+
+from smugir.firstlayer import first_layer
+from smugir.model import load_model
+
+
+def inspect_model(path: str | os.PathLike) -> dict:
+    """A JSON-ready summary: inputs, outputs, opset, op sequence, folded preprocessing, first layer."""
+    model = load_model(path)
+    layer = first_layer(model)
+    initializers = {t.name for t in model.proto.graph.initializer}
+    return {
+        "model": str(model.path),
+        "sha256": model.sha256,
+        "opset": model.opset,
+        "inputs": [model.data_input.to_json()],
+        "initializer_inputs": sum(1 for v in model.proto.graph.input if v.name in initializers),
+        "outputs": [model.output.to_json()],
+        "ops": [node.op_type for node in model.proto.graph.node],
+        "preprocessing": list(layer.preprocessing),
+        "first_layer": layer.describe(),
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """The human-readable form of `inspect_model`'s result."""
+    ops = []
+    for op, group in groupby(summary["ops"]):
+        count = len(list(group))
+        ops.append(op if count == 1 else f"{op} x{count}")
+    layer = summary["first_layer"]
+    lines = [
+        f"model       {summary['model']}  (sha256 {summary['sha256'][:16]}..., opset {summary['opset']})",
+        *(f"input       {i['name']!r} {i['shape']} {i['dtype']}" for i in summary["inputs"]),
+        *(f"output      {o['name']!r} {o['shape']} {o['dtype']}" for o in summary["outputs"]),
+        f"ops         {' -> '.join(ops)}  ({len(summary['ops'])} nodes)",
+        f"folded      {'; '.join(summary['preprocessing']) or 'nothing (the linear layer reads the input directly)'}",
+        f"first layer {layer['kind']} node {layer['node']!r}: {layer['neurons']} neurons, output {layer['output_shape']}",
+        f"            receptive field {layer['receptive_field_size']} input elements, activation {layer['activation']}",
+        f"            tensors: pre {layer['pre_activation_tensor']!r}, post {layer['post_activation_tensor']!r}",
+        "            geometry " + ", ".join(f"{k}={v}" for k, v in layer["geometry"].items()),
+    ]
+    return "\n".join(lines)
