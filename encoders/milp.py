@@ -1,0 +1,146 @@
+"""Masking problems as 0-1 integer programs for HiGHS (highspy).
+
+A MILP solver works with tolerances, so the strict `a.m > b` becomes `a.m >= b + eps` on rows
+scaled to unit size, with eps well above HiGHS's feasibility tolerance; every mask is then checked
+exactly in float64 by the caller, and if one ever fails, eps grows and the model is solved again.
+The whole-network problem uses the standard big-M ReLU encoding with bounds from interval
+arithmetic over m in [0, 1].
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+
+from smugir.problem import MaskProblem, NetworkMaskProblem
+
+STRICT_MARGIN = 1e-5  # on rows scaled so that max(|a_i|, |b_i|) = 1
+
+
+def version() -> str:
+    return f"highs {highspy.Highs().version()}"
+
+
+@dataclass
+class MilpResult:
+    status: str  # optimal | feasible | infeasible | unknown
+    mask: np.ndarray | None
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    seconds: float
+
+
+class MilpModel:
+    """A HiGHS model of a masking problem; `block` adds a no-good cut so the next solve differs."""
+
+    def __init__(self, problem: MaskProblem | NetworkMaskProblem, margin: float = STRICT_MARGIN):
+        self.problem = problem
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.setOptionValue("threads", 1)
+        self.n_units = problem.n_units
+        inf = highspy.kHighsInf
+        if isinstance(problem, MaskProblem):
+            columns = self._add_columns(problem.weights, np.zeros(self.n_units), np.ones(self.n_units), integer=True)
+            scale = np.maximum(np.maximum(np.abs(problem.coefficients).max(axis=1, initial=0), np.abs(problem.bounds)), 1e-300)
+            rows = problem.coefficients / scale[:, None]
+            lower = problem.bounds / scale + margin
+            for row, low in zip(rows, lower):
+                nz = np.flatnonzero(row)
+                self.highs.addRow(float(low), inf, len(nz), columns[nz].astype(np.int32), row[nz])
+        else:
+            self._encode_network(problem, margin)
+
+    def _add_columns(self, cost, lower, upper, integer: bool) -> np.ndarray:
+        start = self.highs.getNumCol()
+        n = len(cost)
+        self.highs.addCols(n, np.asarray(cost, float), np.asarray(lower, float), np.asarray(upper, float), 0, np.array([], np.int32), np.array([], np.int32), np.array([], float))
+        if integer:
+            for j in range(start, start + n):
+                self.highs.changeColIntegrality(j, highspy.HighsVarType.kInteger)
+        return np.arange(start, start + n)
+
+    def _row(self, coefficients: np.ndarray, lower: float, upper: float) -> None:
+        nz = np.flatnonzero(coefficients)
+        self.highs.addRow(float(lower), float(upper), len(nz), nz.astype(np.int32), coefficients[nz])
+
+    def _encode_network(self, problem: NetworkMaskProblem, margin: float) -> None:
+        """Affine expressions (coefficients over all columns, constant) layer by layer; big-M ReLU."""
+        inf = highspy.kHighsInf
+        self._add_columns(problem.weights, np.zeros(self.n_units), np.ones(self.n_units), integer=True)
+        n_cols_final = self.n_units + 2 * sum(b.size for _, b in problem.layers[:-1])
+        # First layer: z = W (base + delta * m[unit_of]) + b, as coefficients over the mask columns.
+        w0, b0 = problem.layers[0]
+        per_unit = np.zeros((b0.size, n_cols_final))
+        np.add.at(per_unit.T, problem.unit_of, (w0 * problem.delta).T)
+        expr, const = per_unit, w0 @ problem.base + b0
+        lo_h = np.zeros(n_cols_final)
+        hi_h = np.zeros(n_cols_final)
+        hi_h[: self.n_units] = 1.0
+        for k, (w, b) in enumerate(problem.layers):
+            if k > 0:
+                expr, const = w @ expr, w @ const + b
+            if k == len(problem.layers) - 1:
+                break
+            low = const + np.minimum(expr * hi_h, expr * lo_h).sum(axis=1)
+            high = const + np.maximum(expr * hi_h, expr * lo_h).sum(axis=1)
+            width = b.size
+            h_cols = self._add_columns(np.zeros(width), np.zeros(width), np.maximum(high, 0), integer=False)
+            a_cols = self._add_columns(np.zeros(width), np.zeros(width), np.ones(width), integer=True)
+            next_expr = np.zeros((width, n_cols_final))
+            next_const = np.zeros(width)
+            for i in range(width):
+                if high[i] <= 0:
+                    self.highs.changeColBounds(int(h_cols[i]), 0.0, 0.0)
+                    continue
+                h = np.zeros(n_cols_final)
+                h[h_cols[i]] = 1.0
+                if low[i] >= 0:  # always active: h = z
+                    self._row(h - expr[i], const[i], const[i])
+                else:  # h >= z, h <= z - low (1 - a), h <= high a
+                    self._row(h - expr[i], const[i], inf)
+                    row = h - expr[i]
+                    row[a_cols[i]] = -low[i]
+                    self._row(row, -inf, const[i] - low[i])
+                    row = h.copy()
+                    row[a_cols[i]] = -high[i]
+                    self._row(row, -inf, 0.0)
+                next_expr[i] = h
+                lo_h[h_cols[i]] = max(low[i], 0.0)
+                hi_h[h_cols[i]] = max(high[i], 0.0)
+            expr, const = next_expr, next_const
+        for j in range(expr.shape[0]):
+            if j != problem.label:
+                self._row(expr[problem.label] - expr[j], problem.margin + margin + const[j] - const[problem.label], inf)
+
+    def block(self, mask: np.ndarray) -> None:
+        """Exclude this exact set of kept units: sum_{u not kept} m_u - sum_{u kept} m_u >= 1 - |kept|."""
+        mask = np.asarray(mask, dtype=bool)
+        coefficients = np.where(mask, -1.0, 1.0)
+        self.highs.addRow(1.0 - mask.sum(), highspy.kHighsInf, self.n_units, np.arange(self.n_units, dtype=np.int32), coefficients)
+
+    def solve(self, timeout: float | None) -> MilpResult:
+        self.highs.setOptionValue("time_limit", float(timeout) if timeout else highspy.kHighsInf)
+        start = time.perf_counter()
+        self.highs.run()
+        seconds = time.perf_counter() - start
+        status = self.highs.getModelStatus()
+        info = self.highs.getInfo()
+        has_solution = info.primal_solution_status == 2
+        mask = None
+        objective = None
+        if has_solution:
+            values = np.asarray(self.highs.getSolution().col_value[: self.n_units])
+            mask = values > 0.5
+            objective = float(self.problem.weights @ mask)
+        bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
+        gap = float(info.mip_gap) if has_solution and np.isfinite(info.mip_gap) else None
+        if status == highspy.HighsModelStatus.kOptimal:
+            return MilpResult("optimal", mask, objective, objective, 0.0, seconds)
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return MilpResult("infeasible", None, None, None, None, seconds)
+        return MilpResult("feasible" if has_solution else "unknown", mask, objective, bound, gap, seconds)

@@ -1,0 +1,65 @@
+"""An explanation as files: JSON report, .npy arrays, PNG pictures.
+
+Everything is rendered in memory first and the target names are checked before the first byte is
+written, so a bad output folder or an existing file leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smugir.exporters.files import prepare_folder, write_atomically
+from smugir.exporters.pictures import input_picture, overlay_picture, png_bytes, saliency_picture, side_by_side
+
+FILES = ("report.json", "mask.npy", "saliency.npy", "saliency.png", "overlay.png", "explanation.png")
+
+
+def to_json_text(data: Any) -> str:
+    """JSON with numpy scalars and arrays converted; NaN/inf become null (strict JSON)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, np.ndarray):
+            return clean(value.tolist())
+        if isinstance(value, np.generic):
+            return clean(value.item())
+        if isinstance(value, float) and not np.isfinite(value):
+            return None
+        return value
+
+    return json.dumps(clean(data), indent=2, allow_nan=False) + "\n"
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_explanation(explanation, folder: str | os.PathLike, force: bool = False) -> dict[str, Path]:
+    """Write the report, the mask and map arrays, and the pictures into `folder`; returns the paths."""
+    folder = prepare_folder(folder, list(FILES), force)
+    layout = explanation.layout
+    saliency = saliency_picture(layout, explanation.saliency)
+    overlay = overlay_picture(layout, explanation.x, explanation.mask)
+    contents = {
+        "report.json": to_json_text(explanation.to_json()).encode("utf-8"),
+        "mask.npy": _npy(explanation.mask),
+        "saliency.npy": _npy(explanation.saliency.astype(np.float32)),
+        "saliency.png": png_bytes(saliency),
+        "overlay.png": png_bytes(overlay),
+        "explanation.png": png_bytes(side_by_side([input_picture(layout, explanation.x), saliency, overlay])),
+    }
+    written = {}
+    for name, data in contents.items():
+        written[name] = write_atomically(folder / name, lambda stream, data=data: stream.write(data), force)
+    return written

@@ -1,0 +1,107 @@
+"""Build masking problems from the first-layer IR: SMUG, SMUG_base, and the whole-network variant.
+
+The masked input is x' = b + m_u (x - b) per element (b the baseline), so every first-layer
+pre-activation is affine in the mask: pre_i(x') = pre_i(x_b) + sum_u a_iu m_u with
+a_iu = sum over elements e of unit u of w_ie (x_e - b_e). SMUG asks pre_i(x') > gamma * pre_i(x)
+for each kept neuron i; all coefficients are computed in float64 from the receptive fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from smugir.errors import InputError, UnsupportedModelError
+from smugir.firstlayer import DenseLayer, FirstLayer
+from smugir.problem import MaskProblem, NetworkMaskProblem
+from smugir.units import MaskUnits
+
+
+def check_gamma(gamma: float) -> float:
+    if not (0.0 <= float(gamma) < 1.0):
+        raise InputError(f"gamma must be in [0, 1), got {gamma}")
+    return float(gamma)
+
+
+def smug_problem(
+    layer: FirstLayer,
+    x: np.ndarray,
+    baseline: np.ndarray,
+    units: MaskUnits,
+    neurons: np.ndarray,
+    gamma: float,
+    weights: np.ndarray | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> MaskProblem:
+    """minimise sum m s.t. pre_i(masked x) > gamma * pre_i(x) for every neuron in `neurons`."""
+    gamma = check_gamma(gamma)
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    base = np.where(units.unit_of >= 0, np.asarray(baseline, dtype=np.float64).reshape(-1), x)
+    neurons = np.asarray(neurons, dtype=np.int64)
+    coefficients = np.zeros((neurons.size, units.n_units))
+    bounds = np.zeros(neurons.size)
+    for row, neuron in enumerate(neurons):
+        terms = layer.neuron(int(neuron))
+        unit = units.unit_of[terms.field]
+        inside = unit >= 0
+        contribution = terms.coefficients * (x[terms.field] - base[terms.field])
+        coefficients[row] = np.bincount(unit[inside], contribution[inside], minlength=units.n_units)
+        pre_x = terms.coefficients @ x[terms.field] + terms.constant
+        pre_base = terms.coefficients @ base[terms.field] + terms.constant
+        bounds[row] = gamma * pre_x - pre_base
+    weights = np.ones(units.n_units) if weights is None else np.asarray(weights, dtype=np.float64)
+    info = {"variant": "smug", "gamma": gamma, "neurons": neurons.tolist(), "units": units.description, **(metadata or {})}
+    return MaskProblem(coefficients=coefficients, bounds=bounds, weights=weights, metadata=info)
+
+
+def receptive_units(layer: FirstLayer, units: MaskUnits, neurons: np.ndarray) -> list[np.ndarray]:
+    """For each neuron, the mask units its receptive field touches."""
+    covered = []
+    for neuron in np.asarray(neurons, dtype=np.int64):
+        unit = units.unit_of[layer.neuron(int(neuron)).field]
+        covered.append(np.unique(unit[unit >= 0]))
+    return covered
+
+
+def base_saliency(layer: FirstLayer, units: MaskUnits, neurons: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """SMUG_base map per unit: the sum of the IG scores of the kept neurons whose field covers it."""
+    saliency = np.zeros(units.n_units)
+    for neuron, covered in zip(neurons, receptive_units(layer, units, neurons)):
+        saliency[covered] += scores[int(neuron)]
+    return saliency
+
+
+def network_problem(
+    layers: list[tuple[np.ndarray, np.ndarray]],
+    first: DenseLayer,
+    x: np.ndarray,
+    baseline: np.ndarray,
+    units: MaskUnits,
+    label: int,
+    margin: float,
+    metadata: Mapping[str, Any] | None = None,
+) -> NetworkMaskProblem:
+    """The whole-network encoding of a ReLU MLP: the label's logit beats every other by `margin`.
+
+    `layers` are the dense layers after the first one; the first layer's preprocessing is folded in,
+    so the problem's inputs are the raw model inputs.
+    """
+    if not isinstance(first, DenseLayer) or first.activation.kind != "Relu":
+        raise UnsupportedModelError("the whole-network encoding needs a ReLU MLP (dense first layer with Relu)")
+    if margin < 0:
+        raise InputError(f"margin (delta) must be >= 0, got {margin}")
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    base = np.where(units.unit_of >= 0, np.asarray(baseline, dtype=np.float64).reshape(-1), x)
+    unit_of = np.where(units.unit_of >= 0, units.unit_of, 0)
+    delta = np.where(units.unit_of >= 0, x - base, 0.0)
+    return NetworkMaskProblem(
+        base=base,
+        delta=delta,
+        unit_of=unit_of,
+        layers=((first.weight, first.bias), *layers),
+        label=int(label),
+        margin=float(margin),
+        weights=np.ones(units.n_units),
+        metadata={"variant": "network", "units": units.description, **(metadata or {})},
+    )

@@ -1,0 +1,91 @@
+"""Check a mask where it matters: on onnxruntime, in float32, not in the solver's arithmetic.
+
+The masked input (kept units from x, the rest from the baseline) must keep every constrained
+neuron's pre-activation above gamma times its unmasked value; the inverse-masked input shows what
+the model does without the kept units. Both report the label's confidence and the predicted class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from smugir.firstlayer import FirstLayer
+from smugir.model import Model
+from smugir.units import MaskUnits
+
+
+@dataclass(frozen=True)
+class Run:
+    """The model's view of one input: the label's confidence and the predicted class."""
+
+    confidence: float
+    predicted: int
+
+
+@dataclass(frozen=True)
+class Verification:
+    holds: bool  # every constrained neuron strictly above its bound in float32
+    neurons: list[int]
+    preactivation: list[float]  # float32 pre-activations on the masked input
+    bound: list[float]  # gamma * float32 pre-activation on x
+    slack: list[float]  # preactivation - bound
+    min_slack: float | None
+    original: Run
+    masked: Run
+    inverse_masked: Run
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def probabilities(model: Model, scores: np.ndarray) -> np.ndarray:
+    """Class probabilities from the model output: the output itself if the graph ends in Softmax."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    last = model.nodes_by_output.get(model.output_name)
+    if last is not None and last.op_type == "Softmax":
+        return scores
+    shifted = np.exp(scores - scores.max())
+    return shifted / shifted.sum()
+
+
+def verify_mask(
+    model: Model,
+    layer: FirstLayer,
+    x: np.ndarray,
+    baseline: np.ndarray,
+    units: MaskUnits,
+    unit_mask: np.ndarray,
+    neurons: np.ndarray,
+    gamma: float,
+    label: int,
+) -> Verification:
+    """Run x, the masked and the inverse-masked input through onnxruntime and check the constraints."""
+    x = np.asarray(x, dtype=np.float32).reshape(model.input_shape)
+    baseline = np.asarray(baseline, dtype=np.float32).reshape(model.input_shape)
+    kept = units.expand(unit_mask).reshape(model.input_shape)
+    masked = np.where(kept, x, baseline)
+    inverse = np.where(kept, baseline, x)
+    runs = [model.run(v, (layer.pre_name,)) for v in (x, masked, inverse)]
+    neurons = np.asarray(neurons, dtype=np.int64)
+    pre_x = runs[0][1].reshape(-1)[neurons]
+    pre_masked = runs[1][1].reshape(-1)[neurons]
+    bound = np.float32(gamma) * pre_x
+    slack = pre_masked - bound
+
+    def view(outputs: list[np.ndarray]) -> Run:
+        p = probabilities(model, outputs[0])
+        return Run(float(p[label]), int(np.argmax(p)))
+
+    return Verification(
+        holds=bool(np.all(pre_masked > bound)),
+        neurons=neurons.tolist(),
+        preactivation=pre_masked.astype(float).tolist(),
+        bound=bound.astype(float).tolist(),
+        slack=slack.astype(float).tolist(),
+        min_slack=float(slack.min()) if slack.size else None,
+        original=view(runs[0]),
+        masked=view(runs[1]),
+        inverse_masked=view(runs[2]),
+    )

@@ -1,0 +1,84 @@
+"""The SMUG constraints equal onnxruntime's pre-activations of the masked input, for any mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from builders import first_layer_models
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smugir.constraints import base_saliency, receptive_units, smug_problem
+from smugir.errors import InputError
+from smugir.firstlayer import first_layer
+from smugir.model import load_model
+from smugir.units import input_layout, pixel_units, segment_units, window_units
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(built=first_layer_models(), seed=st.integers(0, 2**16), unit_kind=st.sampled_from(["pixel", "window", "segment"]),
+       gamma=st.floats(0, 0.99))
+def test_constraint_values_equal_onnxruntime(built, seed, unit_kind, gamma, tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(built.proto, path)
+    model = load_model(path)
+    layer = first_layer(model)
+    rng = np.random.default_rng(seed)
+    layout = input_layout(model.input_shape)
+    if unit_kind == "pixel":
+        units = pixel_units(layout)
+    elif unit_kind == "window":
+        units = window_units(layout, int(rng.integers(1, 4)))
+    else:
+        units = segment_units(layout, rng.integers(-1, 4, size=(layout.height, layout.width)))
+    x = rng.normal(size=model.input_shape).astype(np.float32)
+    baseline = rng.normal(size=model.input_shape).astype(np.float32) * rng.integers(0, 2)
+    neurons = rng.choice(layer.n_neurons, size=min(layer.n_neurons, 5), replace=False)
+    problem = smug_problem(layer, x, baseline, units, neurons, gamma)
+    session = model.session((layer.pre_name,))
+    (pre_x,) = session.run([layer.pre_name], {model.input_name: x})
+    for _ in range(4):
+        mask = rng.integers(0, 2, size=units.n_units).astype(bool)
+        masked = units.masked_input(x, baseline, mask).astype(np.float32)
+        (pre_masked,) = session.run([layer.pre_name], {model.input_name: masked})
+        expected = pre_masked.reshape(-1)[neurons].astype(np.float64) - gamma * pre_x.reshape(-1)[neurons].astype(np.float64)
+        got = problem.coefficients @ mask - problem.bounds
+        scale = max(1.0, float(np.abs(pre_masked).max()), float(np.abs(pre_x).max()))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_units_cover_the_grid():
+    layout = input_layout((1, 3, 5, 7))
+    assert (layout.channels, layout.height, layout.width) == (3, 5, 7)
+    windows = window_units(layout, 3)
+    assert windows.n_units == 2 * 3  # edge windows are smaller, not dropped
+    assert np.bincount(windows.unit_of).min() == 3 * 2 * 1  # the corner window: 3 channels x 2 rows x 1 column
+    pixels = pixel_units(layout)
+    assert pixels.n_units == 35 and np.all(np.bincount(pixels.unit_of) == 3)
+
+
+def test_flat_mnist_input_is_a_square_image():
+    layout = input_layout((1, 784, 1))
+    assert (layout.channels, layout.height, layout.width) == (1, 28, 28)
+    nhwc = input_layout((1, 32, 32, 3))
+    assert nhwc.name == "NHWC" and tuple(nhwc.coords[1]) == (1, 0, 0)
+
+
+def test_base_saliency_sums_scores_over_covering_neurons():
+    layer = first_layer(load_model("tests/data/cifar/resnet_2b.onnx"))
+    units = pixel_units(input_layout((1, 3, 32, 32)))
+    scores = np.zeros(layer.n_neurons)
+    scores[[0, 1]] = [2.0, 3.0]
+    saliency = base_saliency(layer, units, np.array([0, 1]), scores)
+    covered = receptive_units(layer, units, np.array([0, 1]))
+    assert saliency[np.intersect1d(covered[0], covered[1])].min() == 5.0
+    assert saliency.sum() == pytest.approx(2.0 * covered[0].size + 3.0 * covered[1].size)
+
+
+@pytest.mark.parametrize("gamma", [-0.1, 1.0, 1.5, float("nan")])
+def test_bad_gamma(gamma):
+    layer = first_layer(load_model("tests/data/mnist/mnist-net_256x2.onnx"))
+    units = pixel_units(input_layout((1, 784, 1)))
+    with pytest.raises(InputError, match="gamma"):
+        smug_problem(layer, np.zeros(784), np.zeros(784), units, np.array([0]), gamma)

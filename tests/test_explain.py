@@ -1,0 +1,162 @@
+"""The pipeline end to end on the real models: minimal masks, verification, files, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import DATA, cifar_samples, mnist_samples, resnet_inputs
+
+from smugir.cli import main
+from smugir.errors import InputError
+from smugir.explain import explain
+from smugir.model import load_model
+
+MNIST = DATA / "mnist" / "mnist-net_256x2.onnx"
+SAMPLES = f"{DATA}/mnist/mnist_test_samples.npz"
+
+
+@pytest.fixture(scope="module")
+def mnist_model():
+    return load_model(MNIST)
+
+
+def test_mnist_minimal_mask_is_verified(mnist_model):
+    images, labels = mnist_samples()
+    result = explain(mnist_model, images[0], top_k=32, gamma=0.5)
+    assert result.label == labels[0] == result.predicted
+    assert result.status == "optimal"
+    assert result.verification.holds and result.best.verified
+    assert result.problem.is_satisfied(result.unit_mask)
+    assert result.objective == result.unit_mask.sum() == result.bound
+    assert result.mask.shape == mnist_model.input_shape and result.saliency.shape == mnist_model.input_shape
+    # The SMUG map is zero exactly outside the mask and positive on kept pixels covered by kept neurons.
+    assert not result.saliency[~result.mask].any()
+    assert len(result.neurons) <= 32 and all(s > 0 for s in result.neuron_scores)
+
+
+def test_one_unit_less_is_infeasible(mnist_model):
+    """Minimality checked independently: no mask with objective - 1 units satisfies the problem."""
+    from smugir.solve import solve
+    from smugir.problem import MaskProblem
+
+    images, _ = mnist_samples()
+    result = explain(mnist_model, images[1], top_k=16, gamma=0.5)
+    p = result.problem
+    # Add "sum m <= objective - 1" as a constraint: -sum m > -(objective - 1) - 1 (integers).
+    harder = MaskProblem(
+        np.vstack([p.coefficients, -np.ones(p.n_units)]),
+        np.append(p.bounds, -result.objective + 0.5),
+        p.weights,
+        p.metadata,
+    )
+    assert solve(harder)[0].status == "infeasible"
+
+
+def test_window_units_and_smug_base(mnist_model):
+    images, _ = mnist_samples()
+    windowed = explain(mnist_model, images[2], window=4)
+    assert windowed.units.n_units == 49 and windowed.best.verified
+    base = explain(mnist_model, images[2], window=4, method="smug_base")
+    # A minimal mask never keeps a unit that no kept neuron sees, so it lies inside SMUG_base's mask.
+    assert not (windowed.unit_mask & ~base.unit_mask).any()
+    assert base.unit_mask.sum() > windowed.unit_mask.sum()
+
+
+def test_several_distinct_minimal_masks(mnist_model):
+    images, _ = mnist_samples()
+    result = explain(mnist_model, images[3], top_k=8, solutions=3)
+    masks = [tuple(np.flatnonzero(f.unit_mask)) for f in result.found]
+    assert len(set(masks)) == len(masks) == 3
+    objectives = [f.objective for f in result.found]
+    assert objectives == sorted(objectives) and all(f.verified for f in result.found)
+
+
+def test_conv_models_explain_and_verify():
+    images, _ = cifar_samples()
+    small = explain(DATA / "cifar" / "cifar10_small.onnx", images[0], top_k=16, window=2)
+    assert small.status == "optimal" and small.best.verified
+    resnet = explain(DATA / "cifar" / "resnet_2b.onnx", resnet_inputs(images[:1])[0], top_k=16)
+    assert resnet.status == "optimal" and resnet.best.verified
+
+
+@pytest.mark.slow
+def test_whole_network_mask_keeps_the_prediction(mnist_model):
+    images, labels = mnist_samples()
+    result = explain(mnist_model, images[0], method="network", window=7, margin=0.0, timeout=120)
+    if result.status == "infeasible":
+        pytest.skip("no mask keeps the label for this sample (the paper reports SAT for 41 of 100 images)")
+    assert result.status in ("optimal", "feasible")
+    assert result.best.network_margin > 0
+    masked = result.units.masked_input(result.x, result.baseline, result.unit_mask)
+    assert int(np.argmax(mnist_model.run(masked)[0])) == labels[0]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"gamma": 1.0}, "gamma"),
+        ({"gamma": -0.5}, "gamma"),
+        ({"top_k": 0}, "top_k"),
+        ({"window": 0}, "window"),
+        ({"label": 10}, "label 10 is out of range"),
+        ({"label": -1}, "out of range"),
+        ({"solutions": 0}, "solutions"),
+        ({"method": "magic"}, "unknown method"),
+    ],
+)
+def test_bad_options(mnist_model, options, message):
+    images, _ = mnist_samples()
+    with pytest.raises(InputError, match=message):
+        explain(mnist_model, images[0], **options)
+
+
+def test_bad_inputs(mnist_model):
+    with pytest.raises(InputError, match="model input is"):
+        explain(mnist_model, np.zeros((32, 32)))
+    x = np.zeros((28, 28), np.float32)
+    x[0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        explain(mnist_model, x)
+
+
+def test_cli_writes_report_and_pictures(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["explain", str(MNIST), f"{SAMPLES}:images[4]", "--out", str(out), "--top-k", "16"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "optimal" in printed and "hold in float32" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "optimal" and report["verified"] is True
+    mask = np.load(out / "mask.npy")
+    assert mask.sum() == report["kept_units"]
+    for name in ("saliency.png", "overlay.png", "explanation.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A second run without --force refuses before doing any work, and changes nothing.
+    before = (out / "report.json").read_bytes()
+    assert main(["explain", str(MNIST), f"{SAMPLES}:images[4]", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "report.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--gamma", "1.2"], "gamma"),
+        (["--top-k", "0"], "top_k"),
+        (["--window", "0"], "window"),
+        (["--label", "12"], "out of range"),
+        (["--solver", "nosuch"], "nosuch"),
+    ],
+)
+def test_cli_bad_options_exit_2_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    code = main(["explain", str(MNIST), f"{SAMPLES}:images[0]", "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_cli_input_shape_mismatch(capsys):
+    code = main(["explain", str(MNIST), f"{DATA}/cifar/cifar10_test_samples.npz:images_nhwc[0]"])
+    assert code == 2 and "model input is" in capsys.readouterr().err

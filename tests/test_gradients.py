@@ -1,0 +1,163 @@
+"""Gradient graph vs finite differences vs numpy, on random small models and the real ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from builders import GraphBuilder, _weights
+from conftest import REAL_MODELS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from smugir.errors import UnsupportedOpError
+from smugir.firstlayer import first_layer
+from smugir.gradients import FiniteDifferences, GradientGraph, gradient_model
+from smugir.model import load_model, suffix_model, with_batch_of_one
+
+SMOOTH = ["Tanh", "Sigmoid"]
+KINKED = ["Relu", "LeakyRelu", "Clip"]
+
+
+@st.composite
+def op_models(draw):
+    """x [1,C,H,W] -> ops drawn from the supported list -> logits [1,4] (optionally Softmax)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    b = GraphBuilder(rng)
+    c, size = draw(st.integers(1, 3)), draw(st.integers(8, 10))  # conv output >= 2, so pools stay non-empty
+    smooth = draw(st.booleans())
+    act = lambda t: (b.node(draw(st.sampled_from(SMOOTH)), [t]) if smooth else _kinked(b, draw, t))  # noqa: E731
+    t = b.node("Mul", ["x", b.const(rng.uniform(0.5, 1.5, size=(1, c, 1, 1)).astype(np.float32))])
+    t = b.node("Sub", [t, b.const(np.float32(0.1))])
+    m = draw(st.integers(1, 3)) * (2 if draw(st.booleans()) else 1)
+    group = 2 if (m % 2 == 0 and c == 2 and draw(st.booleans())) else 1
+    k, s, d = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = [draw(st.integers(0, 1)) for _ in range(4)]
+    t = b.node("Conv", [t, b.const(_weights(rng, (m, c // group, k, k))), b.const(rng.normal(size=m).astype(np.float32))],
+               kernel_shape=[k, k], strides=[s, s], dilations=[d, d], pads=pads, group=group)
+    if draw(st.booleans()):
+        scale, bias = rng.uniform(0.5, 2, m), rng.normal(size=m)
+        mean, var = rng.normal(size=m), rng.uniform(0.5, 2, m)
+        t = b.node("BatchNormalization", [t, *(b.const(v.astype(np.float32)) for v in (scale, bias, mean, var))])
+    t = act(t)
+    branch = draw(st.sampled_from(["none", "concat", "residual"]))
+    if branch == "concat":
+        t = b.node("Concat", [t, b.node("Tanh", [t])], axis=1)
+        m *= 2
+    elif branch == "residual":
+        t = b.node("Add", [t, b.node("Div", [b.node("Identity", [t]), b.const(np.float32(2.0))])])
+    if draw(st.booleans()):
+        t = b.node("Pad", [t, b.const(np.array([0, 0, 1, 0, 0, 0, 0, 1], np.int64))])
+    pool = draw(st.sampled_from(["MaxPool", "AveragePool", "GlobalAveragePool", "none"]))
+    if pool in ("MaxPool", "AveragePool"):
+        t = b.node(pool, [t], kernel_shape=[2, 2], strides=[1, 1])
+    elif pool == "GlobalAveragePool":
+        t = b.node(pool, [t])
+    t = b.node("Dropout", [b.node("Transpose", [t], perm=[0, 2, 3, 1])])
+    t = b.node("Flatten", [t], axis=1) if draw(st.booleans()) else b.node("Reshape", [t, b.const(np.array([1, -1], np.int64))])
+    proto = _finish(b, t, c, size, draw(st.booleans()), draw(st.booleans()))
+    return proto, smooth and pool != "MaxPool"  # MaxPool has kinks too
+
+
+def _kinked(b, draw, t):
+    op = draw(st.sampled_from(KINKED))
+    if op == "Clip":
+        return b.node("Clip", [t, b.const(np.float32(-1.0)), b.const(np.float32(2.0))])
+    return b.node(op, [t], **({"alpha": 0.2} if op == "LeakyRelu" else {}))
+
+
+def _finish(b, t, c, size, matmul, softmax):
+    """Append the dense head; shapes are inferred, so the feature count is read back."""
+    probe = helper.make_graph(b.nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, size, size])],
+                              [helper.make_tensor_value_info(t, TensorProto.FLOAT, None)], b.initializers)
+    inferred = onnx.shape_inference.infer_shapes(helper.make_model(probe, opset_imports=[helper.make_opsetid("", 17)]))
+    features = inferred.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    w = _weights(b.rng, (features, 4))
+    if matmul:
+        out = b.node("Add", [b.node("MatMul", [t, b.const(w)]), b.const(np.zeros(4, np.float32))])
+    else:
+        out = b.node("Gemm", [t, b.const(w.T)], transB=1)
+    if softmax:
+        out = b.node("Softmax", [out], axis=1)
+    graph = helper.make_graph(b.nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, size, size])],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, 4])], b.initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    onnx.checker.check_model(proto)
+    return onnx.shape_inference.infer_shapes(proto)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(built=op_models(), seed=st.integers(0, 1000))
+def test_gradient_graph_matches_finite_differences(built, seed):
+    proto, smooth = built
+    shape = tuple(d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim)
+    points = np.random.default_rng(seed).normal(size=(2, *shape[1:]))
+    values, exact = GradientGraph(proto, "x", "logit")(points, 1)
+    fd_values, approx = FiniteDifferences(proto, "logit")(points, 1)
+    np.testing.assert_allclose(values, fd_values, rtol=1e-5, atol=1e-6)
+    # Float32 rounding of f, divided by the step, bounds what finite differences can resolve.
+    noise = 5e-5 * max(1.0, float(np.abs(values).max()))
+    close = np.isclose(exact, approx, rtol=1e-3, atol=noise + 1e-3 * float(np.abs(approx).max()))
+    # Piecewise-linear ops: a difference step may cross a kink; those few elements are excused.
+    assert close.all() if smooth else close.mean() > 0.9, (1 - close.mean())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(built=op_models(), seed=st.integers(0, 1000))
+def test_probability_gradient_is_the_chain_rule_of_logit_gradients(built, seed):
+    """d p_c / dx = sum_j p_c (delta_cj - p_j) d z_j / dx, checked exactly on the graph's own logits."""
+    proto, _ = built
+    shape = tuple(d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim)
+    point = np.random.default_rng(seed).normal(size=(1, *shape[1:]))
+    logit_graph = GradientGraph(proto, "x", "logit")
+    logits, logit_grads = zip(*(logit_graph(point, j) for j in range(4)))
+    z = np.array([v[0] for v in logits])
+    p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    value, grad = GradientGraph(proto, "x", "probability")(point, 2)
+    expected = sum(p[2] * ((j == 2) - p[j]) * logit_grads[j][0] for j in range(4))
+    assert value[0] == pytest.approx(p[2], rel=1e-5)
+    # p_c (1 - p_c) cancels in float32 when the softmax saturates: allow float32 eps times the logit gradients.
+    floor = 4 * np.finfo(np.float32).eps * max(np.abs(g).max() for g in logit_grads)
+    np.testing.assert_allclose(grad[0], expected, rtol=1e-3, atol=floor + 1e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("name", sorted(REAL_MODELS))
+def test_real_models_gradient_graph_is_batched_and_matches_fd(name):
+    path, samples = REAL_MODELS[name]
+    model = load_model(path)
+    layer = first_layer(model)
+    sub = with_batch_of_one(suffix_model(model.proto, layer.post_name))
+    h = layer.activations(samples()[:2]).reshape(2, *layer.output_shape[1:])
+    graph = GradientGraph(sub, layer.post_name, "logit")
+    assert graph.batched
+    _, exact = graph(h, 3)
+    _, approx = FiniteDifferences(sub, "logit")(h[:1], 3)
+    close = np.isclose(exact[:1], approx, rtol=1e-3, atol=1e-3 * np.abs(approx).max())
+    assert close.mean() > 0.9
+
+
+def test_mlp_gradient_equals_numpy():
+    path, samples = REAL_MODELS["mnist-net_256x2"]
+    model = load_model(path)
+    layer = first_layer(model)
+    weights = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.proto.graph.initializer}
+    h = layer.activations(samples()[0])
+    w2, b2, w3, b3 = (weights[k] for k in ("layers.2.weight", "layers.2.bias", "layers.4.weight", "layers.4.bias"))
+    z2 = w2 @ h + b2
+    z3 = w3 @ np.maximum(z2, 0) + b3
+    p = np.exp(z3 - z3.max())
+    p /= p.sum()
+    expected = w2.T @ ((z2 > 0) * (w3.T @ (p[5] * ((np.arange(10) == 5) - p))))
+    _, grad = GradientGraph(with_batch_of_one(suffix_model(model.proto, layer.post_name)), layer.post_name)(h[None], 5)
+    np.testing.assert_allclose(grad.reshape(-1), expected, rtol=1e-4, atol=1e-7)
+
+
+def test_unsupported_op_is_named():
+    b = GraphBuilder(np.random.default_rng(0))
+    t = b.node("Erf", ["x"])
+    out = b.node("Gemm", [t, b.const(np.ones((3, 2), np.float32))])
+    proto = b.model("x", [1, 3], out, 2)
+    with pytest.raises(UnsupportedOpError, match=r"Erf \(node 'Erf_2'\) in the gradient graph"):
+        gradient_model(with_batch_of_one(proto), "x")

@@ -1,0 +1,136 @@
+"""Every backend against brute force on tiny instances; statuses, blocking, timeouts, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smugir.errors import InputError, SolverError
+from smugir.problem import MaskProblem, NetworkMaskProblem
+from smugir.solve import solve
+
+BACKENDS = ["highs", "z3", "pysmt:z3", "z3-optimize"]
+
+
+def _exhaustive(problem) -> tuple[float | None, list[np.ndarray]]:
+    """The true minimum and every mask that attains it (None when no mask works)."""
+    best, masks = None, []
+    for bits in itertools.product([False, True], repeat=problem.n_units):
+        mask = np.array(bits)
+        if problem.is_satisfied(mask):
+            value = problem.objective(mask)
+            if best is None or value < best - 1e-12:
+                best, masks = value, [mask]
+            elif abs(value - best) <= 1e-12:
+                masks.append(mask)
+    return best, masks
+
+
+@st.composite
+def mask_problems(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n = draw(st.integers(1, 12))
+    k = draw(st.integers(1, 6))
+    coefficients = rng.normal(size=(k, n)) * 10.0 ** rng.integers(-3, 3, size=(k, 1))
+    bounds = rng.normal(size=k) * np.abs(coefficients).sum(axis=1) * draw(st.sampled_from([0.1, 0.4, 1.2]))
+    weights = np.ones(n) if draw(st.booleans()) else rng.integers(1, 4, size=n).astype(float)
+    return MaskProblem(coefficients, bounds, weights, {})
+
+
+@settings(max_examples=40, deadline=None)
+@given(problem=mask_problems())
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backends_match_brute_force(backend, problem):
+    best, _ = _exhaustive(problem)
+    (solution,) = solve(problem, backend)
+    if best is None:
+        assert solution.status == "infeasible"
+    else:
+        assert solution.status == "optimal"
+        assert problem.is_satisfied(solution.mask)
+        assert solution.objective == pytest.approx(best) and solution.bound == pytest.approx(best)
+
+
+def test_exact_rational_mode_matches_brute_force():
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        problem = MaskProblem(rng.normal(size=(3, 8)), rng.normal(size=3), np.ones(8), {})
+        best, _ = _exhaustive(problem)
+        (solution,) = solve(problem, "z3", numeric_mode="exact")
+        assert (solution.status == "infeasible") if best is None else (solution.objective == best)
+
+
+def test_several_solutions_are_distinct_and_ordered():
+    rng = np.random.default_rng(7)
+    problem = MaskProblem(np.abs(rng.normal(size=(2, 10))), np.array([0.5, 0.5]), np.ones(10), {})
+    for backend in ("highs", "z3"):
+        found = solve(problem, backend, solutions=4)
+        masks = {tuple(np.flatnonzero(s.mask)) for s in found}
+        assert len(masks) == len(found) == 4
+        assert [s.objective for s in found] == sorted(s.objective for s in found)
+        assert all(problem.is_satisfied(s.mask) for s in found)
+        assert found[0].objective == _exhaustive(problem)[0]
+
+
+@st.composite
+def network_problems(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_inputs, n_units = draw(st.integers(2, 6)), draw(st.integers(1, 5))
+    widths = [n_inputs, draw(st.integers(1, 5)), draw(st.integers(1, 4)), 3]
+    layers = tuple((rng.normal(size=(o, i)), rng.normal(size=o) * 0.3) for i, o in zip(widths, widths[1:]))
+    return NetworkMaskProblem(
+        base=np.zeros(n_inputs),
+        delta=rng.normal(size=n_inputs),
+        unit_of=rng.integers(0, n_units, size=n_inputs),
+        layers=layers,
+        label=int(rng.integers(0, 3)),
+        margin=float(draw(st.sampled_from([0.0, 0.1]))),
+        weights=np.ones(n_units),
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(problem=network_problems())
+@pytest.mark.parametrize("backend", ["highs", "z3"])
+def test_whole_network_backends_match_brute_force(backend, problem):
+    best, _ = _exhaustive(problem)
+    (solution,) = solve(problem, backend)
+    if best is None:
+        assert solution.status == "infeasible"
+    else:
+        assert solution.status == "optimal" and solution.objective == best
+        assert problem.is_satisfied(solution.mask)
+
+
+def test_timeout_keeps_the_incumbent_and_returns_promptly():
+    rng = np.random.default_rng(0)
+    coefficients = rng.normal(size=(40, 400))
+    problem = MaskProblem(coefficients, 0.05 * np.abs(coefficients).sum(axis=1), np.ones(400), {})
+    for backend in ("z3", "highs"):
+        start = time.monotonic()
+        (solution,) = solve(problem, backend, timeout=1.0)
+        assert time.monotonic() - start < 15
+        assert solution.status in ("optimal", "feasible", "unknown")
+        if solution.status == "feasible":
+            assert problem.is_satisfied(solution.mask) and solution.bound <= solution.objective
+
+
+def test_bad_problems_and_backends():
+    with pytest.raises(InputError, match="2 constraint rows but 3 bounds"):
+        MaskProblem(np.ones((2, 3)), np.ones(3), np.ones(3), {})
+    with pytest.raises(InputError, match="NaN"):
+        MaskProblem(np.array([[np.nan, 1.0]]), np.ones(1), np.ones(2), {})
+    with pytest.raises(InputError, match=">= 0"):
+        MaskProblem(np.ones((1, 2)), np.ones(1), -np.ones(2), {})
+    problem = MaskProblem(np.ones((1, 2)), np.zeros(1), np.ones(2), {})
+    with pytest.raises(SolverError, match="unknown solver 'gurobi'; accepted: highs, z3"):
+        solve(problem, "gurobi")
+    with pytest.raises(SolverError, match="not installed; available here: .*z3"):
+        solve(problem, "pysmt:msat")
+    with pytest.raises(SolverError, match="timeout"):
+        solve(problem, timeout=0)
