@@ -17,7 +17,7 @@ $(STAMP): $(PY) pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/smug inspect tests/data/mnist/mnist-net_256x2.onnx
-	$(VENV)/bin/smug explain tests/data/mnist/mnist-net_256x2.onnx examples/data/mnist_test_0.png --out demo-out --force
+	$(VENV)/bin/smug explain tests/data/mnist/mnist-net_256x2.onnx examples/data/mnist_test_2.png --out demo-out --force
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -m "slow or not slow"

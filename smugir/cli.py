@@ -56,6 +56,7 @@ def _explain(args: argparse.Namespace) -> int:
         layout=args.layout,
         image_shape=args.image_shape,
         margin=args.margin,
+        rank=args.rank,
     )
     written = write_explanation(result, args.out, force=args.force) if args.out else {}
     if args.json:
@@ -81,7 +82,7 @@ def _explain_text(args: argparse.Namespace, model) -> int:
     result = explain_sentence(
         model, args.input, Vocabulary.load(args.vocab), baseline=args.baseline,
         label=args.label, top_k=args.top_k, gamma=args.gamma, solver=args.solver, timeout=args.timeout,
-        solutions=args.solutions, method=args.method, ig_steps=args.ig_steps,
+        solutions=args.solutions, method=args.method, ig_steps=args.ig_steps, rank=args.rank,
     )
     report = to_json_text(result.to_json())
     if args.out:
@@ -112,7 +113,7 @@ def _image_shape(text: str) -> tuple[int, int]:
 
 
 def _add_explain(commands) -> None:
-    from smugir.explain import METHODS
+    from smugir.explain import METHODS, RANKINGS
     from smugir.solve import DEFAULT_SOLVER
     from smugir.units import LAYOUTS
 
@@ -126,6 +127,7 @@ def _add_explain(commands) -> None:
     explain.add_argument("--vocab", help="text models: the vocabulary file (one token per line, line number = id)")
     explain.add_argument("--label", type=int, help="class to explain (default: the predicted class)")
     explain.add_argument("--top-k", type=int, default=32, help="first-layer neurons to keep active (default 32)")
+    explain.add_argument("--rank", choices=RANKINGS, default="ig", help="choose neurons by Integrated Gradients (default) or by raw activation")
     explain.add_argument("--gamma", type=float, default=0.5, help="keep each neuron above gamma x its value, 0 <= gamma < 1 (default 0.5)")
     explain.add_argument("--window", type=int, help="mask unit: WxW windows of pixels (default: single pixels)")
     explain.add_argument("--segments", help="mask unit: segments from an integer label map (.npy, HxW) or slic:N superpixels")

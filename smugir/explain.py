@@ -28,6 +28,7 @@ from smugir.verify import Verification, probabilities, verify_mask
 
 Method = Literal["smug", "smug_base", "network"]
 METHODS = ("smug", "smug_base", "network")
+RANKINGS = ("ig", "activation")  # activation: the original code's choice for dense first layers
 
 
 @dataclass
@@ -188,6 +189,7 @@ def explain(
     layout: str = "auto",
     image_shape: tuple[int, int] | None = None,
     margin: float = 0.0,
+    rank: str = "ig",
 ) -> Explanation:
     """Explain `model`'s prediction on `x` with a minimal mask (see the README for each option)."""
     clock = time.perf_counter()
@@ -203,7 +205,7 @@ def explain(
     units = _units(grid, window, segments)
     result = explain_units(
         model, x, units, grid, make_baseline(baseline, x, grid), label=label, top_k=top_k, gamma=gamma,
-        solver=solver, timeout=timeout, solutions=solutions, method=method, ig_steps=ig_steps, margin=margin,
+        solver=solver, timeout=timeout, solutions=solutions, method=method, ig_steps=ig_steps, margin=margin, rank=rank,
         settings={"window": window, "segments": segments is not None, "baseline": str(baseline)},
     )
     result.timings = {"load": loading, **result.timings}
@@ -225,11 +227,12 @@ def explain_units(
     method: Method = "smug",
     ig_steps: int | None = None,
     margin: float = 0.0,
+    rank: str = "ig",
     settings: dict[str, Any] | None = None,
 ) -> Explanation:
     """The pipeline once the mask units and the baseline are fixed (images and text share it)."""
     timings: dict[str, float] = {}
-    _check_options(top_k, gamma, solutions, method)
+    _check_options(top_k, gamma, solutions, method, rank)
     layer = first_layer(model)
     x = check_input(x, model.input_shape)
     original = probabilities(model, model.run(x)[0])
@@ -238,12 +241,13 @@ def explain_units(
 
     clock = time.perf_counter()
     attribution = first_layer_attribution(model, layer, x, label, steps=ig_steps)
-    neurons = select_top_k(attribution.scores, layer.activations(x), top_k)
+    activations = layer.activations(x)
+    neurons = select_top_k(attribution.scores if rank == "ig" else activations, activations, top_k)
     timings["attribution"] = time.perf_counter() - clock
     unit_saliency = base_saliency(layer, units, neurons, attribution.scores)
 
     settings = {
-        "top_k": top_k, "gamma": gamma, "timeout": timeout, "solutions": solutions, "ig_steps": ig_steps,
+        "top_k": top_k, "rank": rank, "gamma": gamma, "timeout": timeout, "solutions": solutions, "ig_steps": ig_steps,
         "margin": margin if method == "network" else None, **(settings or {}),
     }
     settings.setdefault("baseline", "given")
@@ -306,7 +310,9 @@ def _check(model, layer, x, base, units, solution: Solution, neurons, gamma, lab
     return Found(unit_mask, solution.status, solution.objective, solution.bound, verification)
 
 
-def _check_options(top_k, gamma, solutions, method) -> None:
+def _check_options(top_k, gamma, solutions, method, rank) -> None:
+    if rank not in RANKINGS:
+        raise InputError(f"unknown neuron ranking {rank!r}; accepted: {', '.join(RANKINGS)}")
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; accepted: {', '.join(METHODS)}")
     if int(top_k) < 1:
