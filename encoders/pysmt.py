@@ -99,6 +99,9 @@ def encode(problem: MaskProblem, mode: str = "scaled", digits: int = DEFAULT_DIG
         else:
             terms = [mgr.Ite(symbols[u], mgr.Real(Fraction(float(row[u]))), mgr.Real(0)) for u in nz]
             atoms.append(mgr.GT(mgr.Plus(terms) if terms else mgr.Real(0), mgr.Real(Fraction(float(bound)))))
+    # A unit no constraint reads only costs: no minimal mask keeps it, so it is fixed out.
+    unused = np.flatnonzero(~problem.coefficients.any(axis=0) & (problem.weights > 0))
+    atoms += [mgr.Not(symbols[u]) for u in unused]
     weights = tuple(int(w) for w in problem.weights) if integer else tuple(Fraction(float(w)) for w in problem.weights)
     if mode == "scaled" and not integer:
         # Non-integer objective weights: the objective lives in the reals, beside integer constraints.
