@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from typing import Callable, Sequence
 
 from smugir.errors import SmugError
@@ -23,41 +24,18 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from smugir.explain import explain
+    from smugir.explain import finish
     from smugir.exporters.files import check_folder
     from smugir.exporters.report import FILES, to_json_text, write_explanation
-    from smugir.inputs import load_input, load_segments
     from smugir.model import load_model
     from smugir.text import is_text_model
-    from smugir.units import input_layout
 
     if args.out:
         check_folder(args.out, list(FILES), args.force)  # fail before the work, not after it
     model = load_model(args.model)
     if is_text_model(model):
         return _explain_text(args, model)
-    layout = input_layout(model.input_shape, args.layout, args.image_shape)
-    x = load_input(args.input, model.input_shape, layout, args.scale, args.mean, args.std)
-    segments = load_segments(args.segments, x, layout) if args.segments else None
-    result = explain(
-        model,
-        x,
-        label=args.label,
-        top_k=args.top_k,
-        gamma=args.gamma,
-        window=args.window,
-        segments=segments,
-        baseline=args.baseline,
-        solver=args.solver,
-        timeout=args.timeout,
-        solutions=args.solutions,
-        method=args.method,
-        ig_steps=args.ig_steps,
-        layout=args.layout,
-        image_shape=args.image_shape,
-        margin=args.margin,
-        rank=args.rank,
-    )
+    result = finish(_image_setup(args, model), args.solver, args.timeout, args.solutions)
     written = write_explanation(result, args.out, force=args.force) if args.out else {}
     if args.json:
         print(to_json_text(result.to_json()), end="")
@@ -68,21 +46,47 @@ def _explain(args: argparse.Namespace) -> int:
     return 0 if result.best.verified else 1
 
 
-def _explain_text(args: argparse.Namespace, model) -> int:
-    from rich.console import Console
+def _image_setup(args: argparse.Namespace, model, x=None, label=None):
+    """The masking problem of one image input: INPUT from the command line, or `x` from a dataset."""
+    from smugir.explain import prepare
+    from smugir.inputs import load_input, load_segments
+    from smugir.units import input_layout
 
+    layout = input_layout(model.input_shape, args.layout, args.image_shape)
+    if x is None:
+        x = load_input(args.input, model.input_shape, layout, args.scale, args.mean, args.std)
+        label = args.label
+    segments = load_segments(args.segments, x, layout) if args.segments else None
+    return prepare(
+        model, x, label=label, top_k=args.top_k, gamma=args.gamma, window=args.window, segments=segments,
+        baseline=args.baseline, method=args.method, ig_steps=args.ig_steps, layout=args.layout,
+        image_shape=args.image_shape, margin=args.margin, rank=args.rank,
+    )
+
+
+def _text_options(args: argparse.Namespace, model) -> dict:
     from smugir.errors import InputError
-    from smugir.exporters.files import prepare_folder, write_text
-    from smugir.exporters.report import to_json_text
-    from smugir.exporters.text import highlighted_html, highlighted_markup
-    from smugir.text import Vocabulary, explain_sentence
+    from smugir.text import Vocabulary
 
     if not args.vocab:
         raise InputError(f"{args.model!r} is a text model (integer token ids); pass --vocab VOCAB.txt and a sentence as INPUT")
+    return {
+        "vocabulary": Vocabulary.load(args.vocab), "baseline": args.baseline, "top_k": args.top_k, "gamma": args.gamma,
+        "method": args.method, "ig_steps": args.ig_steps, "rank": args.rank,
+    }
+
+
+def _explain_text(args: argparse.Namespace, model) -> int:
+    from rich.console import Console
+
+    from smugir.exporters.files import prepare_folder, write_text
+    from smugir.exporters.report import to_json_text
+    from smugir.exporters.text import highlighted_html, highlighted_markup
+    from smugir.text import explain_sentence
+
     result = explain_sentence(
-        model, args.input, Vocabulary.load(args.vocab), baseline=args.baseline,
-        label=args.label, top_k=args.top_k, gamma=args.gamma, solver=args.solver, timeout=args.timeout,
-        solutions=args.solutions, method=args.method, ig_steps=args.ig_steps, rank=args.rank,
+        model, args.input, label=args.label, solver=args.solver, timeout=args.timeout, solutions=args.solutions,
+        **_text_options(args, model),
     )
     report = to_json_text(result.to_json())
     if args.out:
@@ -95,6 +99,69 @@ def _explain_text(args: argparse.Namespace, model) -> int:
         Console(highlight=False).print(highlighted_markup(result))
         print(result.explanation.summary())
     return 0 if result.explanation.best.verified else 1
+
+
+def _problem(args: argparse.Namespace, model, item=None):
+    """(input name, masking problem) of INPUT or of a dataset item; SMUG_base has nothing to solve."""
+    from smugir.errors import InputError
+    from smugir.text import is_text_model, prepare_sentence
+
+    if args.method == "smug_base":
+        raise InputError("smug_base does not minimise anything, so it has no problem to export; use smug or network")
+    name = args.input if item is None else item.id
+    if is_text_model(model):
+        sentence = args.input if item is None else item.x
+        setup, _, _ = prepare_sentence(model, sentence, label=args.label if item is None else None, **_text_options(args, model))
+    else:
+        setup = _image_setup(args, model, None if item is None else item.x)
+    return name, setup.problem
+
+
+def _export(args: argparse.Namespace) -> int:
+    from smugir.exporters.files import check_target
+    from smugir.exporters.instances import export_problem
+    from smugir.model import load_model
+
+    check_target(args.out, args.force)
+    model = load_model(args.model)
+    name, problem = _problem(args, model)
+    source = {"input": name, **dict(problem.metadata)}
+    instance = export_problem(
+        problem, args.out, args.format, args.objective, args.bound, args.logic, source, args.timeout, args.force,
+    )
+    expected = f", expected {instance.expected}" if instance.expected else ""
+    print(f"wrote {args.out}: {instance.kind} {instance.logic}, {instance.variables} variables, {instance.constraints} constraints{expected}")
+    return 0
+
+
+def _export_benchmarks(args: argparse.Namespace) -> int:
+    from rich.progress import track
+
+    from smugir.datasets import read_dataset
+    from smugir.exporters.files import check_folder
+    from smugir.exporters.instances import export_family
+    from smugir.instances import parse_bounds
+    from smugir.model import load_model
+    from smugir.text import is_text_model
+    from smugir.units import input_layout
+
+    bounds = parse_bounds(args.bounds)
+    check_folder(args.out, ["instances.csv"], args.force)
+    model = load_model(args.model)
+    layout = None if is_text_model(model) else input_layout(model.input_shape, args.layout, args.image_shape)
+    items = read_dataset(args.dataset, model.input_shape, layout, args.scale, args.mean, args.std)
+    if args.limit is not None:
+        items = items[: args.limit]
+
+    def problems():
+        for item in track(items, description="exporting", transient=True):
+            _, problem = _problem(args, model, item)
+            yield item.id, problem, {"input": f"{args.dataset}:{item.id}", **dict(problem.metadata)}
+
+    rows = export_family(problems(), args.out, bounds, args.logic, args.timeout, args.mps, args.force)
+    kinds = Counter(f"{row.kind} {row.expected}" if row.kind == "decision" else row.kind for row in rows)
+    print(f"wrote {len(rows)} instances for {len(items)} inputs to {args.out} ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+    return 0
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -112,41 +179,86 @@ def _image_shape(text: str) -> tuple[int, int]:
     return height, width
 
 
-def _add_explain(commands) -> None:
+def _add_problem_options(command: argparse.ArgumentParser) -> None:
+    """What defines a masking problem: shared by explain, export, export-benchmarks and batch."""
     from smugir.explain import METHODS, RANKINGS
-    from smugir.solve import DEFAULT_SOLVER
     from smugir.units import LAYOUTS
+
+    command.add_argument("model", help="path to an .onnx classifier")
+    command.add_argument("--vocab", help="text models: the vocabulary file (one token per line, line number = id)")
+    command.add_argument("--top-k", type=int, default=32, help="first-layer neurons to keep active (default 32)")
+    command.add_argument("--rank", choices=RANKINGS, default="ig", help="choose neurons by Integrated Gradients (default) or by raw activation")
+    command.add_argument("--gamma", type=float, default=0.5, help="keep each neuron above gamma x its value, 0 <= gamma < 1 (default 0.5)")
+    command.add_argument("--window", type=int, help="mask unit: WxW windows of pixels (default: single pixels)")
+    command.add_argument("--segments", help="mask unit: segments from an integer label map (.npy, HxW) or slic:N superpixels")
+    command.add_argument("--baseline", default="zero", help="what masked units become: zero, mean, blur[:SIGMA] or a number; text: zero or pad (default zero)")
+    command.add_argument("--method", choices=METHODS, default="smug", help="smug (minimal mask), smug_base (no minimisation), network (whole ReLU MLP)")
+    command.add_argument("--margin", type=float, default=0.0, help="network method: the label's logit must beat the others by this much")
+    command.add_argument("--ig-steps", type=int, help="fixed Integrated Gradients steps (default: adaptive until 1%% completeness error)")
+    command.add_argument("--scale", type=float, default=1 / 255, help="image files: multiply pixel values (0-255) by this (default 1/255)")
+    command.add_argument("--mean", type=_floats, default=(0.0,), help="image files: subtract per-channel mean after scaling, e.g. 0.4914,0.4822,0.4465")
+    command.add_argument("--std", type=_floats, default=(1.0,), help="image files: divide by per-channel std after the mean")
+    command.add_argument("--layout", choices=LAYOUTS, default="auto", help="how the model input holds the image (default auto)")
+    command.add_argument("--image-shape", type=_image_shape, help="HxW of a flat input (default: square)")
+    command.add_argument("--force", action="store_true", help="replace files that already exist")
+
+
+def _add_explain(commands) -> None:
+    from smugir.solve import DEFAULT_SOLVER
 
     explain = commands.add_parser(
         "explain",
         help="find a provably minimal mask that keeps the important first-layer neurons active",
         description="Explain MODEL's prediction on INPUT with a minimal mask (SMUG).",
     )
-    explain.add_argument("model", help="path to an .onnx classifier")
+    _add_problem_options(explain)
     explain.add_argument("input", help="an image (.png/.jpg/...), a .npy array, file.npz:key[index], or a sentence (text models)")
-    explain.add_argument("--vocab", help="text models: the vocabulary file (one token per line, line number = id)")
     explain.add_argument("--label", type=int, help="class to explain (default: the predicted class)")
-    explain.add_argument("--top-k", type=int, default=32, help="first-layer neurons to keep active (default 32)")
-    explain.add_argument("--rank", choices=RANKINGS, default="ig", help="choose neurons by Integrated Gradients (default) or by raw activation")
-    explain.add_argument("--gamma", type=float, default=0.5, help="keep each neuron above gamma x its value, 0 <= gamma < 1 (default 0.5)")
-    explain.add_argument("--window", type=int, help="mask unit: WxW windows of pixels (default: single pixels)")
-    explain.add_argument("--segments", help="mask unit: segments from an integer label map (.npy, HxW) or slic:N superpixels")
-    explain.add_argument("--baseline", default="zero", help="what masked units become: zero, mean, blur[:SIGMA] or a number; text: zero or pad (default zero)")
-    explain.add_argument("--method", choices=METHODS, default="smug", help="smug (minimal mask), smug_base (no minimisation), network (whole ReLU MLP)")
-    explain.add_argument("--margin", type=float, default=0.0, help="network method: the label's logit must beat the others by this much")
     explain.add_argument("--solver", default=DEFAULT_SOLVER, help=f"highs, z3, z3-optimize or pysmt:NAME (default {DEFAULT_SOLVER})")
     explain.add_argument("--timeout", type=float, help="seconds for the solver; the best mask so far is kept")
     explain.add_argument("--solutions", type=int, default=1, help="find N distinct minimal masks (default 1)")
-    explain.add_argument("--ig-steps", type=int, help="fixed Integrated Gradients steps (default: adaptive until 1%% completeness error)")
-    explain.add_argument("--scale", type=float, default=1 / 255, help="image files: multiply pixel values (0-255) by this (default 1/255)")
-    explain.add_argument("--mean", type=_floats, default=(0.0,), help="image files: subtract per-channel mean after scaling, e.g. 0.4914,0.4822,0.4465")
-    explain.add_argument("--std", type=_floats, default=(1.0,), help="image files: divide by per-channel std after the mean")
-    explain.add_argument("--layout", choices=LAYOUTS, default="auto", help="how the model input holds the image (default auto)")
-    explain.add_argument("--image-shape", type=_image_shape, help="HxW of a flat input (default: square)")
     explain.add_argument("--out", help="folder for report.json, mask.npy, saliency.npy and PNG pictures")
-    explain.add_argument("--force", action="store_true", help="replace files already in --out")
     explain.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
     explain.set_defaults(run=_explain)
+
+
+def _add_export(commands) -> None:
+    from smugir.exporters.instances import FORMATS
+    from smugir.exporters.smtlib import OBJECTIVES
+    from smugir.instances import LOGICS
+
+    export = commands.add_parser(
+        "export",
+        help="write the masking problem of one input as an SMT-LIB 2, MPS or LP file",
+        description="Write the masking problem of MODEL on INPUT for other solvers. SMT-LIB decision files carry "
+        "(set-info :status ...) when smugir can prove it.",
+    )
+    _add_problem_options(export)
+    export.add_argument("input", help="an image, a .npy array, file.npz:key[index], or a sentence (text models)")
+    export.add_argument("--label", type=int, help="class to explain (default: the predicted class)")
+    export.add_argument("--format", choices=FORMATS, default="smt2", help="smt2 (default), mps or lp (written by HiGHS)")
+    export.add_argument("--objective", choices=OBJECTIVES, default="bound", help="smt2: bound = decision problem sum(m) <= B (default); omt = (minimize ...)")
+    export.add_argument("--bound", help="smt2 decision problems: B as a number, opt (the optimum: sat) or opt-1 (unsat)")
+    export.add_argument("--logic", choices=tuple(LOGICS), default="QF_LIA", help="QF_LIA (scaled integers, default) or QF_LRA (exact rationals); whole networks are QF_LRA")
+    export.add_argument("--timeout", type=float, help="seconds for HiGHS when the optimum or the status is needed")
+    export.add_argument("--out", required=True, help="the file to write (.smt2, .mps or .lp)")
+    export.set_defaults(run=_export)
+
+    family = commands.add_parser(
+        "export-benchmarks",
+        help="write a benchmark family: decision instances at and below the optimum, OMT instances, instances.csv",
+        description="For each input of DATASET: SMT-LIB decision instances at the given bounds with their proven "
+        "status, the OMT instance, optionally MPS; and instances.csv indexing them.",
+    )
+    _add_problem_options(family)
+    family.add_argument("dataset", help="file.npz[:key] (images, optional 'labels'), a folder of images, or a .txt/.tsv of sentences")
+    family.add_argument("--bounds", default="opt,opt-1", help="comma-separated: opt, opt-1 or numbers (default opt,opt-1)")
+    family.add_argument("--logic", choices=tuple(LOGICS), default="QF_LIA", help="QF_LIA (default) or QF_LRA")
+    family.add_argument("--mps", action="store_true", help="also write each minimisation as an MPS file")
+    family.add_argument("--limit", type=int, help="only the first N inputs")
+    family.add_argument("--timeout", type=float, help="seconds for HiGHS per input")
+    family.add_argument("--out", required=True, help="the folder for the instances (created if missing)")
+    family.set_defaults(run=_export_benchmarks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--json", action="store_true", help="print machine-readable JSON")
     inspect.set_defaults(run=_inspect)
     _add_explain(commands)
+    _add_export(commands)
     return parser
 
 

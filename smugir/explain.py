@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from smugir.attribution import first_layer_attribution, top_k as select_top_k
+from smugir.attribution import IGResult, first_layer_attribution, top_k as select_top_k
 from smugir.baseline import make_baseline
 from smugir.constraints import base_saliency, check_gamma, network_problem, receptive_units, smug_problem
 from smugir.errors import InputError
-from smugir.firstlayer import first_layer
+from smugir.firstlayer import FirstLayer, first_layer
 from smugir.inputs import check_input
 from smugir.model import Model, load_model
 from smugir.network import mlp_layers
@@ -172,6 +172,29 @@ class Explanation:
         }
 
 
+@dataclass
+class Setup:
+    """Everything before the solver: the masking problem of one input, and what explains it."""
+
+    model: Model
+    layer: FirstLayer
+    x: np.ndarray
+    units: MaskUnits
+    grid: InputLayout
+    base: np.ndarray
+    label: int
+    predicted: int
+    method: str
+    gamma: float
+    margin: float
+    neurons: np.ndarray
+    attribution: IGResult
+    unit_saliency: np.ndarray
+    problem: MaskProblem | NetworkMaskProblem | None  # None for SMUG_base
+    settings: dict[str, Any]
+    timings: dict[str, float]
+
+
 def explain(
     model: Model | str | os.PathLike,
     x: np.ndarray,
@@ -192,6 +215,27 @@ def explain(
     rank: str = "ig",
 ) -> Explanation:
     """Explain `model`'s prediction on `x` with a minimal mask (see the README for each option)."""
+    setup = prepare(model, x, label, top_k, gamma, window, segments, baseline, method, ig_steps, layout, image_shape, margin, rank)
+    return finish(setup, solver, timeout, solutions)
+
+
+def prepare(
+    model: Model | str | os.PathLike,
+    x: np.ndarray,
+    label: int | None = None,
+    top_k: int = 32,
+    gamma: float = 0.5,
+    window: int | None = None,
+    segments: np.ndarray | None = None,
+    baseline: str | float = "zero",
+    method: Method = "smug",
+    ig_steps: int | None = None,
+    layout: str = "auto",
+    image_shape: tuple[int, int] | None = None,
+    margin: float = 0.0,
+    rank: str = "ig",
+) -> Setup:
+    """The masking problem `explain` would solve, built but not solved (exports use it as is)."""
     clock = time.perf_counter()
     if not isinstance(model, Model):
         model = load_model(model)
@@ -203,13 +247,13 @@ def explain(
     x = check_input(x, model.input_shape)
     grid = input_layout(model.input_shape, layout, image_shape)
     units = _units(grid, window, segments)
-    result = explain_units(
+    setup = prepare_units(
         model, x, units, grid, make_baseline(baseline, x, grid), label=label, top_k=top_k, gamma=gamma,
-        solver=solver, timeout=timeout, solutions=solutions, method=method, ig_steps=ig_steps, margin=margin, rank=rank,
+        method=method, ig_steps=ig_steps, margin=margin, rank=rank,
         settings={"window": window, "segments": segments is not None, "baseline": str(baseline)},
     )
-    result.timings = {"load": loading, **result.timings}
-    return result
+    setup.timings = {"load": loading, **setup.timings}
+    return setup
 
 
 def explain_units(
@@ -231,8 +275,28 @@ def explain_units(
     settings: dict[str, Any] | None = None,
 ) -> Explanation:
     """The pipeline once the mask units and the baseline are fixed (images and text share it)."""
+    setup = prepare_units(model, x, units, grid, base, label, top_k, gamma, method, ig_steps, margin, rank, settings)
+    return finish(setup, solver, timeout, solutions)
+
+
+def prepare_units(
+    model: Model,
+    x: np.ndarray,
+    units: MaskUnits,
+    grid: InputLayout,
+    base: np.ndarray,
+    label: int | None = None,
+    top_k: int = 32,
+    gamma: float = 0.5,
+    method: Method = "smug",
+    ig_steps: int | None = None,
+    margin: float = 0.0,
+    rank: str = "ig",
+    settings: dict[str, Any] | None = None,
+) -> Setup:
+    """Attribution, neuron selection and the masking problem, for fixed mask units and baseline."""
     timings: dict[str, float] = {}
-    _check_options(top_k, gamma, solutions, method, rank)
+    _check_options(top_k, gamma, method, rank)
     layer = first_layer(model)
     x = check_input(x, model.input_shape)
     original = probabilities(model, model.run(x)[0])
@@ -247,70 +311,84 @@ def explain_units(
     unit_saliency = base_saliency(layer, units, neurons, attribution.scores)
 
     settings = {
-        "top_k": top_k, "rank": rank, "gamma": gamma, "timeout": timeout, "solutions": solutions, "ig_steps": ig_steps,
+        "top_k": top_k, "rank": rank, "gamma": gamma, "ig_steps": ig_steps,
         "margin": margin if method == "network" else None, **(settings or {}),
     }
     settings.setdefault("baseline", "given")
     metadata = {"model": os.path.basename(str(model.path)), "model_sha256": model.sha256, "label": label, "top_k": top_k}
     problem: MaskProblem | NetworkMaskProblem | None = None
     clock = time.perf_counter()
-    if method == "smug_base":
-        unit_mask = np.zeros(units.n_units, dtype=bool)
-        for covered in receptive_units(layer, units, neurons):
+    if method == "network":
+        problem = network_problem(mlp_layers(model, layer), layer, x, base, units, label, margin, metadata)
+    elif method == "smug":
+        problem = smug_problem(layer, x, base, units, neurons, gamma, metadata=metadata)
+    timings["build"] = time.perf_counter() - clock
+    return Setup(
+        model, layer, x, units, grid, np.asarray(base, dtype=np.float32).reshape(x.shape), label, predicted, method,
+        gamma, margin, neurons, attribution, unit_saliency, problem, settings, timings,
+    )
+
+
+def finish(setup: Setup, solver: str = DEFAULT_SOLVER, timeout: float | None = None, solutions: int = 1) -> Explanation:
+    """Solve a prepared problem (or take every receptive unit for SMUG_base) and verify each mask."""
+    if int(solutions) < 1:
+        raise InputError(f"solutions must be >= 1, got {solutions}")
+    timings = dict(setup.timings)
+    settings = {**setup.settings, "timeout": timeout, "solutions": solutions}
+    if setup.problem is None:
+        unit_mask = np.zeros(setup.units.n_units, dtype=bool)
+        for covered in receptive_units(setup.layer, setup.units, setup.neurons):
             unit_mask[covered] = True
-        timings["build"] = time.perf_counter() - clock
         solver_name = "none (SMUG_base: every unit in a kept receptive field)"
         found_solutions = [Solution("feasible", unit_mask, float(unit_mask.sum()), None, solver_name, 0.0, {})]
     else:
-        if method == "network":
-            problem = network_problem(mlp_layers(model, layer), layer, x, base, units, label, margin, metadata)
-        else:
-            problem = smug_problem(layer, x, base, units, neurons, gamma, metadata=metadata)
-        timings["build"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        found_solutions = solve(problem, solver=solver, timeout=timeout, solutions=solutions)
+        found_solutions = solve(setup.problem, solver=solver, timeout=timeout, solutions=solutions)
         timings["solve"] = time.perf_counter() - clock
         solver_name = found_solutions[0].solver
 
     clock = time.perf_counter()
-    found = [_check(model, layer, x, base, units, s, neurons, gamma, label, method, margin) for s in found_solutions]
+    found = [_check(setup, s) for s in found_solutions]
     timings["verify"] = time.perf_counter() - clock
     return Explanation(
-        model=str(model.path),
-        model_sha256=model.sha256,
-        label=label,
-        predicted=predicted,
-        method=method,
+        model=str(setup.model.path),
+        model_sha256=setup.model.sha256,
+        label=setup.label,
+        predicted=setup.predicted,
+        method=setup.method,
         settings=settings,
-        layout=grid,
-        units=units,
-        x=x,
-        baseline=np.asarray(base, dtype=np.float32).reshape(x.shape),
+        layout=setup.grid,
+        units=setup.units,
+        x=setup.x,
+        baseline=setup.base,
         found=found,
-        unit_saliency=unit_saliency,
-        neurons=[int(n) for n in neurons],
-        neuron_scores=[float(attribution.scores[n]) for n in neurons],
-        attribution=attribution.to_json(),
+        unit_saliency=setup.unit_saliency,
+        neurons=[int(n) for n in setup.neurons],
+        neuron_scores=[float(setup.attribution.scores[n]) for n in setup.neurons],
+        attribution=setup.attribution.to_json(),
         solver=solver_name,
         timings=timings,
-        problem=problem,
+        problem=setup.problem,
     )
 
 
-def _check(model, layer, x, base, units, solution: Solution, neurons, gamma, label, method, margin) -> Found:
+def _check(setup: Setup, solution: Solution) -> Found:
     if solution.mask is None:
-        return Found(np.zeros(units.n_units, dtype=bool), solution.status, solution.objective, solution.bound, None)
+        return Found(np.zeros(setup.units.n_units, dtype=bool), solution.status, solution.objective, solution.bound, None)
     unit_mask = np.asarray(solution.mask, dtype=bool)
-    if method == "network":
-        logits = model.run(units.masked_input(x, base, unit_mask))[0].reshape(-1).astype(np.float64)
-        others = np.delete(logits, label)
-        found_margin = float(logits[label] - others.max() - margin)
+    if setup.method == "network":
+        masked = setup.units.masked_input(setup.x, setup.base, unit_mask)
+        logits = setup.model.run(masked)[0].reshape(-1).astype(np.float64)
+        others = np.delete(logits, setup.label)
+        found_margin = float(logits[setup.label] - others.max() - setup.margin)
         return Found(unit_mask, solution.status, solution.objective, solution.bound, None, network_margin=found_margin)
-    verification = verify_mask(model, layer, x, base, units, unit_mask, neurons, gamma, label)
+    verification = verify_mask(
+        setup.model, setup.layer, setup.x, setup.base, setup.units, unit_mask, setup.neurons, setup.gamma, setup.label
+    )
     return Found(unit_mask, solution.status, solution.objective, solution.bound, verification)
 
 
-def _check_options(top_k, gamma, solutions, method, rank) -> None:
+def _check_options(top_k, gamma, method, rank) -> None:
     if rank not in RANKINGS:
         raise InputError(f"unknown neuron ranking {rank!r}; accepted: {', '.join(RANKINGS)}")
     if method not in METHODS:
@@ -318,8 +396,6 @@ def _check_options(top_k, gamma, solutions, method, rank) -> None:
     if int(top_k) < 1:
         raise InputError(f"top_k must be >= 1, got {top_k}")
     check_gamma(gamma)
-    if int(solutions) < 1:
-        raise InputError(f"solutions must be >= 1, got {solutions}")
 
 
 def _check_label(label: int, n_classes: int) -> int:

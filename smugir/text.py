@@ -22,7 +22,7 @@ from smugir.model import Model, model_from_proto, suffix_model
 from smugir.units import InputLayout, MaskUnits, segment_units
 
 if TYPE_CHECKING:
-    from smugir.explain import Explanation
+    from smugir.explain import Explanation, Setup
 
 _ID_PASSTHROUGH = ("Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze")
 
@@ -142,15 +142,15 @@ class SentenceExplanation:
         return {"words": self.words, "kept": self.kept, "word_scores": self.scores, **self.explanation.to_json()}
 
 
-def explain_sentence(
+def prepare_sentence(
     model: Model | TextModel,
     sentence: str,
     vocabulary: Vocabulary,
     baseline: str = "zero",
     **options,
-) -> SentenceExplanation:
-    """Explain a text classifier on one sentence; `options` are those of `smugir.explain.explain_units`."""
-    from smugir.explain import explain_units
+) -> tuple[Setup, list[str], np.ndarray]:
+    """The masking problem of one sentence (options of `smugir.explain.prepare_units`), its words and ids."""
+    from smugir.explain import prepare_units
 
     text = model if isinstance(model, TextModel) else text_model(model)
     if len(vocabulary.tokens) > text.table.shape[0]:
@@ -165,5 +165,22 @@ def explain_sentence(
         raise InputError(f"unknown text baseline {baseline!r}; accepted: zero, pad")
     units = word_units(text, ids, vocabulary.pad_id)
     settings = {"window": None, "segments": False, "baseline": baseline, "sentence": sentence}
-    result = explain_units(text.embedded, x, units, word_layout(text), base, settings=settings, **options)
-    return SentenceExplanation(words, ids, result)
+    setup = prepare_units(text.embedded, x, units, word_layout(text), base, settings=settings, **options)
+    return setup, words, ids
+
+
+def explain_sentence(
+    model: Model | TextModel,
+    sentence: str,
+    vocabulary: Vocabulary,
+    baseline: str = "zero",
+    solver: str | None = None,
+    timeout: float | None = None,
+    solutions: int = 1,
+    **options,
+) -> SentenceExplanation:
+    """Explain a text classifier on one sentence; `options` are those of `smugir.explain.prepare_units`."""
+    from smugir.explain import DEFAULT_SOLVER, finish
+
+    setup, words, ids = prepare_sentence(model, sentence, vocabulary, baseline, **options)
+    return SentenceExplanation(words, ids, finish(setup, solver or DEFAULT_SOLVER, timeout, solutions))

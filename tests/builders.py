@@ -7,12 +7,15 @@ followed by an activation and a small dense head, so every part of the first-lay
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
+
+from smugir.problem import MaskProblem, NetworkMaskProblem
 
 OPSET = 17
 
@@ -170,3 +173,45 @@ def conv_models(draw) -> Built:
 
 def first_layer_models() -> st.SearchStrategy[Built]:
     return st.one_of(dense_models(), conv_models())
+
+
+def exhaustive_minimum(problem) -> tuple[float | None, list[np.ndarray]]:
+    """The true minimum and every mask that attains it (None when no mask works)."""
+    best, masks = None, []
+    for bits in itertools.product([False, True], repeat=problem.n_units):
+        mask = np.array(bits)
+        if problem.is_satisfied(mask):
+            value = problem.objective(mask)
+            if best is None or value < best - 1e-12:
+                best, masks = value, [mask]
+            elif abs(value - best) <= 1e-12:
+                masks.append(mask)
+    return best, masks
+
+
+@st.composite
+def mask_problems(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n = draw(st.integers(1, 12))
+    k = draw(st.integers(1, 6))
+    coefficients = rng.normal(size=(k, n)) * 10.0 ** rng.integers(-3, 3, size=(k, 1))
+    bounds = rng.normal(size=k) * np.abs(coefficients).sum(axis=1) * draw(st.sampled_from([0.1, 0.4, 1.2]))
+    weights = np.ones(n) if draw(st.booleans()) else rng.integers(1, 4, size=n).astype(float)
+    return MaskProblem(coefficients, bounds, weights, {})
+
+
+@st.composite
+def network_problems(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n_inputs, n_units = draw(st.integers(2, 6)), draw(st.integers(1, 5))
+    widths = [n_inputs, draw(st.integers(1, 5)), draw(st.integers(1, 4)), 3]
+    layers = tuple((rng.normal(size=(o, i)), rng.normal(size=o) * 0.3) for i, o in zip(widths, widths[1:]))
+    return NetworkMaskProblem(
+        base=np.zeros(n_inputs),
+        delta=rng.normal(size=n_inputs),
+        unit_of=rng.integers(0, n_units, size=n_inputs),
+        layers=layers,
+        label=int(rng.integers(0, 3)),
+        margin=float(draw(st.sampled_from([0.0, 0.1]))),
+        weights=np.ones(n_units),
+    )

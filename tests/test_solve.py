@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from builders import exhaustive_minimum, mask_problems, network_problems
 
 from smugir.errors import InputError, SolverError
 from smugir.problem import MaskProblem, NetworkMaskProblem
@@ -17,36 +17,11 @@ from smugir.solve import solve
 BACKENDS = ["highs", "z3", "pysmt:z3", "z3-optimize"]
 
 
-def _exhaustive(problem) -> tuple[float | None, list[np.ndarray]]:
-    """The true minimum and every mask that attains it (None when no mask works)."""
-    best, masks = None, []
-    for bits in itertools.product([False, True], repeat=problem.n_units):
-        mask = np.array(bits)
-        if problem.is_satisfied(mask):
-            value = problem.objective(mask)
-            if best is None or value < best - 1e-12:
-                best, masks = value, [mask]
-            elif abs(value - best) <= 1e-12:
-                masks.append(mask)
-    return best, masks
-
-
-@st.composite
-def mask_problems(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    n = draw(st.integers(1, 12))
-    k = draw(st.integers(1, 6))
-    coefficients = rng.normal(size=(k, n)) * 10.0 ** rng.integers(-3, 3, size=(k, 1))
-    bounds = rng.normal(size=k) * np.abs(coefficients).sum(axis=1) * draw(st.sampled_from([0.1, 0.4, 1.2]))
-    weights = np.ones(n) if draw(st.booleans()) else rng.integers(1, 4, size=n).astype(float)
-    return MaskProblem(coefficients, bounds, weights, {})
-
-
 @settings(max_examples=40, deadline=None)
 @given(problem=mask_problems())
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backends_match_brute_force(backend, problem):
-    best, _ = _exhaustive(problem)
+    best, _ = exhaustive_minimum(problem)
     (solution,) = solve(problem, backend)
     if best is None:
         assert solution.status == "infeasible"
@@ -60,7 +35,7 @@ def test_exact_rational_mode_matches_brute_force():
     rng = np.random.default_rng(3)
     for _ in range(10):
         problem = MaskProblem(rng.normal(size=(3, 8)), rng.normal(size=3), np.ones(8), {})
-        best, _ = _exhaustive(problem)
+        best, _ = exhaustive_minimum(problem)
         (solution,) = solve(problem, "z3", numeric_mode="exact")
         assert (solution.status == "infeasible") if best is None else (solution.objective == best)
 
@@ -74,31 +49,14 @@ def test_several_solutions_are_distinct_and_ordered():
         assert len(masks) == len(found) == 4
         assert [s.objective for s in found] == sorted(s.objective for s in found)
         assert all(problem.is_satisfied(s.mask) for s in found)
-        assert found[0].objective == _exhaustive(problem)[0]
-
-
-@st.composite
-def network_problems(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    n_inputs, n_units = draw(st.integers(2, 6)), draw(st.integers(1, 5))
-    widths = [n_inputs, draw(st.integers(1, 5)), draw(st.integers(1, 4)), 3]
-    layers = tuple((rng.normal(size=(o, i)), rng.normal(size=o) * 0.3) for i, o in zip(widths, widths[1:]))
-    return NetworkMaskProblem(
-        base=np.zeros(n_inputs),
-        delta=rng.normal(size=n_inputs),
-        unit_of=rng.integers(0, n_units, size=n_inputs),
-        layers=layers,
-        label=int(rng.integers(0, 3)),
-        margin=float(draw(st.sampled_from([0.0, 0.1]))),
-        weights=np.ones(n_units),
-    )
+        assert found[0].objective == exhaustive_minimum(problem)[0]
 
 
 @settings(max_examples=25, deadline=None)
 @given(problem=network_problems())
 @pytest.mark.parametrize("backend", ["highs", "z3"])
 def test_whole_network_backends_match_brute_force(backend, problem):
-    best, _ = _exhaustive(problem)
+    best, _ = exhaustive_minimum(problem)
     (solution,) = solve(problem, backend)
     if best is None:
         assert solution.status == "infeasible"

@@ -1,0 +1,135 @@
+"""Masking problems to instance files: one SMT-LIB/MPS/LP file, or a benchmark family with its index.
+
+A family is written into a temporary folder beside the target and moved into place at the end,
+so an error or Ctrl-C halfway leaves no partial family behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from smugir.errors import InputError, OutputError
+from smugir.exporters.files import check_folder, check_target, write_text
+from smugir.exporters.milp import write_milp
+from smugir.exporters.smtlib import smtlib_text
+from smugir.instances import (
+    Instance,
+    Problem,
+    decision_status,
+    encoding_for,
+    find_optimum,
+    formula_size,
+    instances_csv,
+    resolve_bound,
+)
+
+FORMATS = ("smt2", "mps", "lp")
+
+
+def export_problem(
+    problem: Problem,
+    path: str | os.PathLike,
+    format: str = "smt2",
+    objective: str = "bound",
+    bound: str | int | None = None,
+    logic: str = "QF_LIA",
+    source: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    force: bool = False,
+) -> Instance:
+    """Write one problem; for a decision problem the bound may be a number, 'opt' or 'opt-1'."""
+    if format not in FORMATS:
+        raise InputError(f"unknown format {format!r}; accepted: {', '.join(FORMATS)}")
+    path = check_target(path, force)
+    if format != "smt2":
+        if bound is not None or objective != "bound":
+            raise InputError("--bound and --objective apply to SMT-LIB files; MPS and LP files hold the minimisation")
+        if path.suffix.lower() != f".{format}":
+            raise InputError(f"a {format.upper()} file must end in .{format}, got {path.name!r}")
+        write_milp(problem, path, force)
+        return Instance(path.name, str((source or {}).get("input", "")), "milp", format, None, "", problem.n_units, _rows(problem), 0.0)
+    encoding = encoding_for(problem, logic)
+    if objective == "omt":
+        if bound is not None:
+            raise InputError("--bound makes a decision problem; drop it for --objective omt")
+        write_text(path, smtlib_text(encoding, "omt", source=source), force)
+        return _instance(path, source, "omt", encoding, None, "", 0.0)
+    if bound is None:
+        raise InputError("a decision problem needs --bound B (a number, opt or opt-1)")
+    numeric = None if str(bound) in ("opt", "opt-1") else resolve_bound(bound, None)
+    optimum = find_optimum(problem, timeout)
+    value = resolve_bound(bound, optimum) if numeric is None else numeric
+    status = decision_status(encoding, value, optimum)
+    write_text(path, smtlib_text(encoding, "bound", value, status, source), force)
+    return _instance(path, source, "decision", encoding, value, status or "unknown", optimum.seconds)
+
+
+def export_family(
+    items: Iterable[tuple[str, Problem, Mapping[str, Any]]],
+    folder: str | os.PathLike,
+    bounds: tuple[str, ...] = ("opt", "opt-1"),
+    logic: str = "QF_LIA",
+    timeout: float | None = None,
+    milp: bool = False,
+    force: bool = False,
+) -> list[Instance]:
+    """For each (input id, problem, source): a decision file per bound, the OMT file, optionally MPS.
+
+    Returns the rows of `instances.csv`, which is written last, beside the instance files.
+    """
+    folder = check_folder(folder, ["instances.csv"], force)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    rows: list[Instance] = []
+    try:
+        for name, problem, source in items:
+            optimum = find_optimum(problem, timeout)
+            encoding = encoding_for(problem, logic)
+            for spec in bounds:
+                try:
+                    value = resolve_bound(spec, optimum)
+                except InputError as exc:
+                    rows.append(Instance("", name, "decision", str(encoding.logic), None, f"skipped: {exc}", 0, 0, optimum.seconds))
+                    continue
+                status = decision_status(encoding, value, optimum)
+                path = staging / f"{name}_b{value}.smt2"
+                write_text(path, smtlib_text(encoding, "bound", value, status, source), force=True)
+                rows.append(_instance(path, source, "decision", encoding, value, status or "unknown", optimum.seconds))
+            path = staging / f"{name}_omt.smt2"
+            write_text(path, smtlib_text(encoding, "omt", source=source), force=True)
+            expected = str(optimum.value) if optimum.proven else "unknown"
+            rows.append(_instance(path, source, "omt", encoding, None, expected, optimum.seconds))
+            if milp:
+                path = staging / f"{name}.mps"
+                write_milp(problem, path)
+                rows.append(Instance(path.name, str(source.get("input", name)), "milp", "mps", None, expected, problem.n_units, _rows(problem), round(optimum.seconds, 4)))
+        write_text(staging / "instances.csv", instances_csv(rows), force=True)
+        _move_into(staging, folder, force)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return rows
+
+
+def _instance(path: Path, source, kind: str, encoding, bound: int | None, expected: str, seconds: float) -> Instance:
+    variables, constraints = formula_size(encoding)
+    return Instance(path.name, str((source or {}).get("input", "")), kind, str(encoding.logic), bound, expected, variables, constraints, round(seconds, 4))
+
+
+def _rows(problem: Problem) -> int:
+    return int(getattr(problem, "n_constraints", 0))
+
+
+def _move_into(staging: Path, folder: Path, force: bool) -> None:
+    """Rename the staged files into `folder` (created if missing), checking again for clashes."""
+    names = sorted(p.name for p in staging.iterdir())
+    if not folder.exists():
+        staging.rename(folder)
+        return
+    clashes = [n for n in names if (folder / n).exists()]
+    if clashes and not force:
+        raise OutputError(f"{str(folder / clashes[0])!r} already exists; pass --force to replace it")
+    for name in names:
+        os.replace(staging / name, folder / name)

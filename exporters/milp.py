@@ -1,0 +1,38 @@
+"""Masking problems as MPS or LP files, written by HiGHS itself.
+
+The file holds the same 0-1 program `smug explain --solver highs` solves, strict inequalities
+included as `>= b + margin` on rows scaled to unit size (see smugir.encoders.milp).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from smugir.encoders.milp import MilpModel
+from smugir.errors import InputError, OutputError
+from smugir.exporters.files import check_target
+from smugir.problem import MaskProblem, NetworkMaskProblem
+
+FORMATS = ("mps", "lp")
+
+
+def write_milp(problem: MaskProblem | NetworkMaskProblem, path: str | os.PathLike, force: bool = False) -> Path:
+    """Write the model; the format follows the suffix (.mps or .lp). All or nothing."""
+    path = check_target(path, force)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise InputError(f"MILP files end in .mps or .lp, got {path.name!r}")
+    model = MilpModel(problem)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".{suffix}")
+    os.close(handle)
+    try:
+        status = model.highs.writeModel(temporary)
+        if str(status).endswith("kError"):
+            raise OutputError(f"HiGHS could not write {str(path)!r}")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

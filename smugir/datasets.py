@@ -1,0 +1,111 @@
+"""Many inputs at once: an .npz archive of images (and labels), a folder of images, or sentences.
+
+Every item gets a stable id (the index in the archive, the file name, the line number), which
+names its output files and lets a batch run skip what is already done.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from smugir.errors import InputError
+from smugir.inputs import IMAGE_SUFFIXES, check_input, image_to_input
+from smugir.units import InputLayout
+
+SENTENCE_SUFFIXES = (".txt", ".tsv")
+_NPZ_KEY = re.compile(r"^(?P<path>.+\.npz)(?::(?P<key>[^\[\]:]+))?$")
+_ID = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input: `x` is the raw model input, or a sentence for text models."""
+
+    id: str
+    x: np.ndarray | str
+    label: int | None  # the dataset's label when it has one
+
+
+def read_dataset(
+    spec: str | os.PathLike,
+    input_shape: tuple[int, ...],
+    layout: InputLayout | None,
+    scale: float = 1 / 255,
+    mean: tuple[float, ...] = (0.0,),
+    std: tuple[float, ...] = (1.0,),
+) -> list[Item]:
+    """`file.npz[:key]`, a folder of images, or a .txt/.tsv of sentences (`label<TAB>sentence` in .tsv)."""
+    text = str(spec)
+    match = _NPZ_KEY.match(text)
+    if match:
+        return _npz_items(Path(match["path"]), match["key"], input_shape)
+    path = Path(text)
+    if path.is_dir():
+        if layout is None:
+            raise InputError(f"{text!r} is a folder of images but the model does not take images")
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"folder {text!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return [Item(_clean_id(p.stem), image_to_input(p, input_shape, layout, scale, mean, std), None) for p in files]
+    if path.suffix.lower() in SENTENCE_SUFFIXES:
+        return list(_sentences(path))
+    raise InputError(f"dataset {text!r} is not an .npz archive, a folder of images, or a .txt/.tsv of sentences")
+
+
+def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> list[Item]:
+    if not path.is_file():
+        raise InputError(f"archive {str(path)!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read archive {str(path)!r}: {exc}") from None
+    size = int(np.prod(input_shape))
+    if key is None:
+        candidates = [n for n, a in arrays.items() if np.issubdtype(a.dtype, np.number) and a.ndim >= 1 and a[:1].size == size]
+        if len(candidates) != 1:
+            raise InputError(
+                f"archive {str(path)!r}: cannot tell which array holds the inputs ({', '.join(arrays) or 'none'}); "
+                f"name it as {path.name}:KEY"
+            )
+        key = candidates[0]
+    if key not in arrays:
+        raise InputError(f"archive {str(path)!r} has no array {key!r}; it has: {', '.join(arrays)}")
+    images = arrays[key]
+    labels = arrays.get("labels")
+    if labels is not None and (labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer)):
+        raise InputError(f"archive {str(path)!r}: 'labels' must be {len(images)} integers, got {labels.dtype} {list(labels.shape)}")
+    width = len(str(max(len(images) - 1, 0)))
+    return [
+        Item(f"{i:0{width}d}", check_input(images[i], input_shape, f"{path.name}:{key}[{i}]"), None if labels is None else int(labels[i]))
+        for i in range(len(images))
+    ]
+
+
+def _sentences(path: Path) -> Iterator[Item]:
+    if not path.is_file():
+        raise InputError(f"sentence file {str(path)!r} does not exist")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    width = len(str(max(len(lines) - 1, 0)))
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        label = None
+        if path.suffix.lower() == ".tsv":
+            head, _, line = line.partition("\t")
+            try:
+                label = int(head)
+            except ValueError:
+                raise InputError(f"{path.name} line {number + 1}: expected 'label<TAB>sentence', got {head!r} as the label") from None
+        yield Item(f"{number:0{width}d}", line.strip(), label)
+
+
+def _clean_id(stem: str) -> str:
+    """File names become ids usable as file names and CSV fields."""
+    return _ID.sub("_", stem) or "input"

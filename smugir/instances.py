@@ -1,0 +1,167 @@
+"""Masking problems as benchmark instances: files with an expected status that smugir can back up.
+
+A status written into a file must be right for *that file's* formula, not for a neighbouring one:
+- `sat` at bound B: a mask with at most B units is known (HiGHS's optimum) and z3, through pySMT,
+  confirms the exported formula with every mask variable fixed to it (a pure evaluation).
+- `unsat` at bound B: HiGHS proves that even the relaxation (`>=` instead of `>`, no strict margin,
+  within its feasibility tolerance) has no mask of weight <= B; the exact and the scaled formulas
+  are stricter than that relaxation, so they are unsat too. Where the relaxation cannot tell (a
+  constraint that ties exactly), z3 decides the exported formula itself, within a time limit.
+Anything else stays unknown, and the file then carries no `:status`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Iterable
+
+import numpy as np
+
+from pysmt.exceptions import SolverReturnedUnknownResultError
+
+from smugir.encoders.milp import MilpModel
+from smugir.encoders.pysmt import Encoding, encode, encode_network
+from smugir.errors import InputError
+from smugir.problem import MaskProblem, NetworkMaskProblem
+from smugir.solve import Solution, solve
+
+Problem = MaskProblem | NetworkMaskProblem
+LOGICS = {"QF_LIA": "scaled", "QF_LRA": "exact"}
+BOUND_CHOICES = ("opt", "opt-1")
+
+
+def encoding_for(problem: Problem, logic: str) -> Encoding:
+    """The pySMT formula an SMT-LIB file of this logic holds (whole networks are always QF_LRA)."""
+    if logic not in LOGICS:
+        raise InputError(f"unknown logic {logic!r}; accepted: {', '.join(LOGICS)}")
+    if isinstance(problem, NetworkMaskProblem):
+        return encode_network(problem)
+    return encode(problem, LOGICS[logic])
+
+
+def logic_of(problem: Problem, logic: str) -> str:
+    return "QF_LRA" if isinstance(problem, NetworkMaskProblem) else logic
+
+
+@dataclass(frozen=True)
+class Optimum:
+    """HiGHS's optimum of a problem and how far it is proven for the exact (strict) constraints."""
+
+    solution: Solution
+    relaxed_bound: float | None  # proven lower bound of the non-strict relaxation
+    seconds: float
+
+    @property
+    def value(self) -> int | None:
+        return None if self.solution.objective is None else int(round(self.solution.objective))
+
+    @property
+    def proven(self) -> bool:
+        """The optimum of the strict problem itself: no relaxed mask is cheaper (integer weights)."""
+        return (
+            self.solution.status == "optimal"
+            and self.relaxed_bound is not None
+            and np.ceil(self.relaxed_bound - 1e-6) >= self.solution.objective
+        )
+
+
+def find_optimum(problem: Problem, timeout: float | None = None) -> Optimum:
+    clock = time.perf_counter()
+    solution = solve(problem, solver="highs", timeout=timeout)[0]
+    relaxed = MilpModel(problem, margin=0.0).solve(timeout)
+    if relaxed.status == "infeasible":
+        bound = float("inf")
+    else:
+        bound = relaxed.bound
+    return Optimum(solution, bound, time.perf_counter() - clock)
+
+
+def decision_status(encoding: Encoding, bound: int, optimum: Optimum, z3_seconds: float = 10.0) -> str | None:
+    """'sat', 'unsat' or None (unknown) for `formula and sum w m <= bound`; see the module docstring."""
+    mask = optimum.solution.mask
+    if mask is not None and optimum.solution.objective <= bound and _z3_check(encoding, bound, mask, None):
+        return "sat"
+    if optimum.relaxed_bound is not None and optimum.relaxed_bound > bound + 1e-6:
+        return "unsat"
+    answer = _z3_check(encoding, bound, None, z3_seconds)
+    return None if answer is None else ("sat" if answer else "unsat")
+
+
+def _z3_check(encoding: Encoding, bound: int, mask: np.ndarray | None, seconds: float | None) -> bool | None:
+    """z3 on the formula at `bound`, with every mask bit fixed when `mask` is given (then a mere evaluation)."""
+    mgr = encoding.environment.formula_manager
+    fixed = [] if mask is None else [m if keep else mgr.Not(m) for m, keep in zip(encoding.symbols, mask)]
+    with encoding.environment.factory.Solver(name="z3", logic=encoding.logic) as solver:
+        if seconds is not None:
+            solver.z3.set("timeout", max(1, int(seconds * 1000)))
+        solver.add_assertion(mgr.And([encoding.constraints, encoding.at_most(bound), *fixed]))
+        try:
+            return bool(solver.solve())
+        except SolverReturnedUnknownResultError:
+            return None
+
+
+def resolve_bound(spec: str | int, optimum: Optimum | None) -> int:
+    """A bound given as a number, `opt` or `opt-1` (the latter two need the optimum)."""
+    if isinstance(spec, str) and spec in BOUND_CHOICES:
+        if optimum is None or optimum.value is None or optimum.solution.status != "optimal":
+            raise InputError(f"bound {spec!r} needs a proven optimum, but HiGHS found {_status_text(optimum)}")
+        return optimum.value - (1 if spec == "opt-1" else 0)
+    try:
+        bound = int(spec)
+    except ValueError:
+        raise InputError(f"bound must be an integer >= 0, 'opt' or 'opt-1', got {spec!r}") from None
+    if bound < 0:
+        raise InputError(f"bound must be >= 0, got {bound}")
+    return bound
+
+
+def _status_text(optimum: Optimum | None) -> str:
+    if optimum is None:
+        return "nothing"
+    return f"status {optimum.solution.status!r}"
+
+
+def parse_bounds(text: str) -> tuple[str, ...]:
+    """`opt,opt-1,12` -> ('opt', 'opt-1', '12'), each checked."""
+    specs = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not specs:
+        raise InputError("no bounds given; e.g. --bounds opt,opt-1")
+    for spec in specs:
+        if spec not in BOUND_CHOICES:
+            resolve_bound(spec, None)
+    return specs
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One row of instances.csv."""
+
+    file: str
+    input: str
+    kind: str  # decision | omt
+    logic: str
+    bound: int | None
+    expected: str  # sat | unsat | unknown, or the optimum for OMT
+    variables: int
+    constraints: int
+    smugir_seconds: float
+
+
+def instances_csv(rows: Iterable[Instance]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(Instance)], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in asdict(row).items()})
+    return buffer.getvalue()
+
+
+def formula_size(encoding: Encoding) -> tuple[int, int]:
+    """Variables (mask bits plus any hidden reals) and constraints (assertions other than fixed bits)."""
+    variables = len(encoding.constraints.get_free_variables() | set(encoding.symbols))
+    conjuncts = encoding.constraints.args() if encoding.constraints.is_and() else (encoding.constraints,)
+    return variables, sum(1 for c in conjuncts if not c.is_literal())
