@@ -112,7 +112,11 @@ def make_session(proto: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own pybind classes (Fail, InvalidGraph, ...)
+        message = str(exc).splitlines()[0]
+        raise UnsupportedModelError(f"onnxruntime {ort.__version__} cannot run the model: {message}") from None
 
 
 def load_model(path: str | os.PathLike) -> Model:
