@@ -20,23 +20,24 @@ from smugir.exporters.pictures import input_picture, overlay_picture, png_bytes,
 FILES = ("report.json", "mask.npy", "saliency.npy", "saliency.png", "overlay.png", "explanation.png")
 
 
+def json_ready(value: Any) -> Any:
+    """numpy scalars and arrays as Python values; NaN/inf as None (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        return json_ready(value.item())
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def to_json_text(data: Any) -> str:
-    """JSON with numpy scalars and arrays converted; NaN/inf become null (strict JSON)."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        if isinstance(value, np.ndarray):
-            return clean(value.tolist())
-        if isinstance(value, np.generic):
-            return clean(value.item())
-        if isinstance(value, float) and not np.isfinite(value):
-            return None
-        return value
-
-    return json.dumps(clean(data), indent=2, allow_nan=False) + "\n"
+    """Indented strict JSON of `data` (see `json_ready`)."""
+    return json.dumps(json_ready(data), indent=2, allow_nan=False) + "\n"
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 from collections import Counter
-from typing import Callable, Sequence
+from contextlib import contextmanager
+from typing import Callable, Iterator, Sequence
 
 from smugir.errors import SmugError
 
@@ -108,6 +109,8 @@ def _problem(args: argparse.Namespace, model, item=None):
 
     if args.method == "smug_base":
         raise InputError("smug_base does not minimise anything, so it has no problem to export; use smug or network")
+    if item is not None and item.error:
+        raise InputError(f"input {item.id}: {item.error}")
     name = args.input if item is None else item.id
     if is_text_model(model):
         sentence = args.input if item is None else item.x
@@ -261,6 +264,87 @@ def _add_export(commands) -> None:
     family.set_defaults(run=_export_benchmarks)
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from smugir.batch import BatchOptions, run_batch
+    from smugir.datasets import read_dataset
+    from smugir.model import load_model
+    from smugir.text import is_text_model
+    from smugir.units import input_layout
+
+    model = load_model(args.model)
+    layout = None if is_text_model(model) else input_layout(model.input_shape, args.layout, args.image_shape)
+    items = read_dataset(args.dataset, model.input_shape, layout, args.scale, args.mean, args.std)[: args.limit]
+    options = BatchOptions(
+        top_k=args.top_k, gamma=args.gamma, window=args.window, segments=args.segments, baseline=args.baseline,
+        method=args.method, ig_steps=args.ig_steps, layout=args.layout, image_shape=args.image_shape,
+        margin=args.margin, rank=args.rank, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
+    )
+    with _progress_bar() as start:
+        report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start)
+    _print_batch_report(report, args.out)
+    return 0 if report.statuses.get("error", 0) == 0 and report.verified == sum(report.statuses.values()) else 1
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[int], Callable[[int], None]]]:
+    """A rich progress bar with rate and ETA; yields the `progress(total)` callback run_batch wants."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("explaining"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(show_speed=True),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+
+        def start(total: int) -> Callable[[int], None]:
+            task = progress.add_task("explaining", total=total)
+            return lambda n: progress.advance(task, n)
+
+        yield start
+
+
+def _print_batch_report(report, out: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    console.print(f"{report.inputs} inputs: {report.skipped} done by an earlier run, {report.processed} explained now "
+                  f"in {report.seconds:.1f} s ({report.throughput:.2f} inputs/s)")
+    table = Table()
+    table.add_column("status")
+    table.add_column("inputs", justify="right")
+    for status, count in report.statuses.items():
+        table.add_row(status, str(count))
+    console.print(table)
+
+    def seconds(value):
+        return "-" if value is None else f"{value:.3f} s"
+
+    console.print(
+        f"solve time median {seconds(report.median_solve_seconds)}, 95th percentile {seconds(report.p95_solve_seconds)}; "
+        f"median sparsity {'-' if report.median_sparsity is None else f'{100 * report.median_sparsity:.1f} %'}; "
+        f"verified {report.verified}; results in {out}/results.jsonl"
+    )
+
+
+def _add_batch(commands) -> None:
+    from smugir.solve import DEFAULT_SOLVER
+
+    batch = commands.add_parser(
+        "batch",
+        help="explain every input of a dataset, in parallel, resumable",
+        description="Explain every input of DATASET (file.npz[:key], a folder of images, a .txt/.tsv of sentences). "
+        "One JSON line per input in OUT/results.jsonl and mask files in OUT/masks; a rerun skips finished inputs.",
+    )
+    _add_problem_options(batch)
+    batch.add_argument("dataset", help="file.npz[:key] (images, optional 'labels'), a folder of images, or a .txt/.tsv of sentences")
+    batch.add_argument("--out", required=True, help="results folder (created if missing; reruns resume in it)")
+    batch.add_argument("--solver", default=DEFAULT_SOLVER, help=f"highs, z3, z3-optimize or pysmt:NAME (default {DEFAULT_SOLVER})")
+    batch.add_argument("--timeout", type=float, help="solver seconds per input; the best mask so far is kept (status feasible)")
+    batch.add_argument("--workers", type=int, help="local worker processes (default: the number of cores)")
+    batch.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run on that cluster instead (extra 'dist')")
+    batch.add_argument("--limit", type=int, help="only the first N inputs")
+    batch.set_defaults(run=_batch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smug",
@@ -274,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(run=_inspect)
     _add_explain(commands)
     _add_export(commands)
+    _add_batch(commands)
     return parser
 
 

@@ -25,11 +25,23 @@ _ID = re.compile(r"[^A-Za-z0-9_.-]")
 
 @dataclass(frozen=True)
 class Item:
-    """One input: `x` is the raw model input, or a sentence for text models."""
+    """One input: `x` is the raw model input, or a sentence for text models.
+
+    An input that cannot be read (a corrupt image, NaN values) keeps its place with `error` set,
+    so a batch records it as one failed input instead of refusing the whole dataset.
+    """
 
     id: str
-    x: np.ndarray | str
+    x: np.ndarray | str | None
     label: int | None  # the dataset's label when it has one
+    error: str | None = None
+
+
+def _item(id: str, read, label: int | None = None) -> Item:
+    try:
+        return Item(id, read(), label)
+    except InputError as exc:
+        return Item(id, None, label, str(exc))
 
 
 def read_dataset(
@@ -52,7 +64,7 @@ def read_dataset(
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"folder {text!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return [Item(_clean_id(p.stem), image_to_input(p, input_shape, layout, scale, mean, std), None) for p in files]
+        return [_item(_clean_id(p.stem), lambda p=p: image_to_input(p, input_shape, layout, scale, mean, std)) for p in files]
     if path.suffix.lower() in SENTENCE_SUFFIXES:
         return list(_sentences(path))
     raise InputError(f"dataset {text!r} is not an .npz archive, a folder of images, or a .txt/.tsv of sentences")
@@ -83,7 +95,7 @@ def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> lis
         raise InputError(f"archive {str(path)!r}: 'labels' must be {len(images)} integers, got {labels.dtype} {list(labels.shape)}")
     width = len(str(max(len(images) - 1, 0)))
     return [
-        Item(f"{i:0{width}d}", check_input(images[i], input_shape, f"{path.name}:{key}[{i}]"), None if labels is None else int(labels[i]))
+        _item(f"{i:0{width}d}", lambda i=i: check_input(images[i], input_shape, f"{path.name}:{key}[{i}]"), None if labels is None else int(labels[i]))
         for i in range(len(images))
     ]
 

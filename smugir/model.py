@@ -102,6 +102,15 @@ def resolve_batch_shape(info: TensorInfo) -> tuple[int, ...]:
     return tuple(shape)
 
 
+_session_threads = 0  # onnxruntime's default: one thread per physical core
+
+
+def set_session_threads(threads: int) -> None:
+    """Threads of every session made from now on; parallel workers use 1 so they do not oversubscribe."""
+    global _session_threads
+    _session_threads = int(threads)
+
+
 def make_session(proto: onnx.ModelProto) -> ort.InferenceSession:
     """A CPU session with graph optimisations off: they are not always exact.
 
@@ -112,6 +121,7 @@ def make_session(proto: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = _session_threads
     try:
         return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own pybind classes (Fail, InvalidGraph, ...)

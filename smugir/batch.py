@@ -1,0 +1,299 @@
+"""Explaining whole datasets: a local process pool or a Dask cluster, resumable, one JSON line per input.
+
+Workers only compute: `explain_item` turns one input into a record (and its mask arrays) and never
+raises for a bad input, it returns an error record instead. The coordinating process alone writes
+files (masks first, then the result line), so an interrupted run leaves only complete results and a
+rerun skips the ids already done.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from smugir.datasets import Item
+from smugir.errors import InputError, SmugError
+from smugir.exporters.files import write_atomically
+from smugir.exporters.results import ResultsFile
+from smugir.solve import DEFAULT_SOLVER
+
+RESULTS = "results.jsonl"
+MASKS = "masks"
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What `smug explain` takes, minus the input: the same for every item of a batch."""
+
+    top_k: int = 32
+    gamma: float = 0.5
+    window: int | None = None
+    segments: str | None = None  # a .npy label map for every input, or slic:N per input
+    baseline: str = "zero"
+    method: str = "smug"
+    ig_steps: int | None = None
+    layout: str = "auto"
+    image_shape: tuple[int, int] | None = None
+    margin: float = 0.0
+    rank: str = "ig"
+    solver: str = DEFAULT_SOLVER
+    timeout: float | None = None  # seconds for the solver per input; the best mask so far is kept
+    vocab: str | None = None  # text models
+    session_threads: int = 0  # onnxruntime threads per worker (0: its default)
+
+
+@dataclass
+class ItemResult:
+    """A record for results.jsonl and, for images, the input-shaped mask and saliency map."""
+
+    record: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+_models: dict[str, Any] = {}  # per worker process: the model of the batch, loaded once
+
+
+def explain_item(model_path: str, item: Item, options: BatchOptions) -> ItemResult:
+    """Explain one input; any failure becomes an error record, so one bad input never stops a batch."""
+    clock = time.perf_counter()
+    try:
+        result = _explain(model_path, item, options)
+    except Exception as exc:  # noqa: BLE001 (a batch records every failure and goes on)
+        kind = "input" if isinstance(exc, SmugError) else "crash"
+        detail = str(exc) if isinstance(exc, SmugError) else traceback.format_exc(limit=-3)
+        result = ItemResult({"status": "error", "error_kind": kind, "error": f"{type(exc).__name__}: {exc}", "detail": detail})
+    result.record = {"id": item.id, "label": item.label, **result.record, "seconds": time.perf_counter() - clock}
+    return result
+
+
+def _model(model_path: str, threads: int):
+    from smugir.model import load_model, set_session_threads
+
+    if model_path not in _models:
+        set_session_threads(threads)
+        _models[model_path] = load_model(model_path)
+    return _models[model_path]
+
+
+def _explain(model_path: str, item: Item, options: BatchOptions) -> ItemResult:
+    from smugir.explain import finish, prepare
+    from smugir.inputs import load_segments
+    from smugir.text import Vocabulary, is_text_model, prepare_sentence
+    from smugir.units import input_layout
+
+    if item.error:
+        raise InputError(item.error)
+    model = _model(model_path, options.session_threads)
+    if is_text_model(model):
+        if not isinstance(item.x, str) or options.vocab is None:
+            raise InputError("a text model needs sentences and a vocabulary (--vocab)")
+        setup, words, _ = prepare_sentence(
+            model, item.x, Vocabulary.load(options.vocab), options.baseline, top_k=options.top_k, gamma=options.gamma,
+            method=options.method, ig_steps=options.ig_steps, rank=options.rank,
+        )
+        explanation = finish(setup, options.solver, options.timeout)
+        kept = [bool(k) for k in explanation.unit_mask[: len(words)]]
+        return ItemResult({**_summary(explanation), "words": words, "kept": kept})
+    if isinstance(item.x, str):
+        raise InputError("an image model cannot explain a sentence")
+    layout = input_layout(model.input_shape, options.layout, options.image_shape)
+    segments = load_segments(options.segments, item.x, layout) if options.segments else None
+    setup = prepare(
+        model, item.x, top_k=options.top_k, gamma=options.gamma, window=options.window, segments=segments,
+        baseline=options.baseline, method=options.method, ig_steps=options.ig_steps, layout=options.layout,
+        image_shape=options.image_shape, margin=options.margin, rank=options.rank,
+    )
+    explanation = finish(setup, options.solver, options.timeout)
+    return ItemResult(_summary(explanation), {"mask": explanation.mask, "saliency": explanation.saliency.astype(np.float32)})
+
+
+def _summary(explanation) -> dict[str, Any]:
+    verification = explanation.verification
+    kept = int(explanation.unit_mask.sum())
+    record = {
+        "explained": explanation.label,
+        "predicted": explanation.predicted,
+        "status": explanation.status,
+        "objective": explanation.objective,
+        "bound": explanation.bound,
+        "units": explanation.units.n_units,
+        "kept_units": kept,
+        "sparsity": kept / max(explanation.units.n_units, 1),
+        "verified": explanation.best.verified,
+        "solver": explanation.solver,
+        "ig_steps": explanation.attribution.get("steps"),
+        "timings": explanation.timings,
+    }
+    if verification is not None:
+        record["verification"] = {
+            "holds": verification.holds,
+            "min_slack": verification.min_slack,
+            "confidence": verification.original.confidence,
+            "masked_confidence": verification.masked.confidence,
+            "masked_class": verification.masked.predicted,
+            "inverse_confidence": verification.inverse_masked.confidence,
+            "inverse_class": verification.inverse_masked.predicted,
+        }
+    return record
+
+
+# ---- the coordinating process -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What a run did (this run) and where the whole dataset stands (all runs)."""
+
+    inputs: int
+    skipped: int  # done by an earlier run
+    processed: int
+    seconds: float
+    statuses: dict[str, int]
+    median_solve_seconds: float | None
+    p95_solve_seconds: float | None
+    median_sparsity: float | None
+    verified: int
+
+    @property
+    def throughput(self) -> float:
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "inputs_per_second": self.throughput}
+
+
+Progress = Callable[[int], None]  # called with the number of inputs just finished
+
+
+def run_batch(
+    model_path: str | os.PathLike,
+    items: Sequence[Item],
+    out: str | os.PathLike,
+    options: BatchOptions = BatchOptions(),
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: Callable[[int], Progress] | None = None,
+) -> BatchReport:
+    """Explain every item not yet done in `out`/results.jsonl; `progress(total)` returns an advance callback."""
+    model_path = str(Path(model_path).resolve())
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"cannot create {str(out)!r}: the folder {str(out.parent)!r} does not exist")
+    _check_unique([item.id for item in items])
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 1:
+        raise InputError(f"workers must be >= 1, got {workers}")
+    (out / MASKS).mkdir(parents=True, exist_ok=True)
+    results = ResultsFile(out / RESULTS)
+    todo = [item for item in items if item.id not in results.done]
+    advance = progress(len(todo)) if progress else (lambda n: None)
+    clock = time.perf_counter()
+
+    def finished(result: ItemResult) -> None:
+        _save(out, result, results)
+        advance(1)
+
+    if scheduler:
+        _run_dask(scheduler, model_path, todo, options, finished)
+    elif workers == 1:
+        for item in todo:
+            finished(explain_item(model_path, item, options))
+    else:
+        _run_pool(workers, model_path, todo, options, finished)
+    ids = {item.id for item in items}
+    return _report(len(items), len(items) - len(todo), len(todo), time.perf_counter() - clock,
+                   [r for r in results.latest() if str(r["id"]) in ids])
+
+
+def _check_unique(ids: list[str]) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise InputError(f"input id {i!r} appears twice in the dataset; ids name the result lines and mask files")
+        seen.add(i)
+
+
+def _save(out: Path, result: ItemResult, results: ResultsFile) -> None:
+    """Mask files first, the result line last: a line always points at complete files."""
+    record = dict(result.record)
+    for name, array in result.arrays.items():
+        path = out / MASKS / f"{record['id']}_{name}.npy"
+        write_atomically(path, lambda stream, a=array: np.save(stream, a, allow_pickle=False), force=True)
+        record[f"{name}_file"] = str(path.relative_to(out))
+    results.append(record)
+
+
+def _run_pool(workers: int, model_path: str, items: Iterable[Item], options: BatchOptions, finished) -> None:
+    """A spawn-started pool (onnxruntime and fork do not mix), one onnxruntime thread per worker."""
+    options = BatchOptions(**{**asdict(options), "session_threads": 1})
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: dict[Future, Item] = {pool.submit(explain_item, model_path, item, options): item for item in items}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    item = pending.pop(future)
+                    try:
+                        finished(future.result())
+                    except BrokenProcessPool:
+                        finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash",
+                                             "error": "a worker process died while this input was in the pool; rerun to retry"}))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _run_dask(scheduler: str, model_path: str, items: Sequence[Item], options: BatchOptions, finished) -> None:
+    """The same work on a Dask cluster; the model path must be readable on the workers."""
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise InputError("--scheduler needs dask.distributed: pip install 'smugir[dist]'") from None
+    options = BatchOptions(**{**asdict(options), "session_threads": 1})
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+    with client:
+        futures = {client.submit(explain_item, model_path, item, options, pure=False): item for item in items}
+        try:
+            for future in as_completed(futures):
+                item = futures[future]
+                try:
+                    finished(future.result())
+                except Exception as exc:  # noqa: BLE001 (a lost worker, a cancelled task)
+                    finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash",
+                                         "error": f"the cluster lost this input: {type(exc).__name__}: {exc}"}))
+        except BaseException:
+            client.cancel(list(futures))
+            raise
+
+
+def _report(inputs: int, skipped: int, processed: int, seconds: float, records: list[dict[str, Any]]) -> BatchReport:
+    statuses: dict[str, int] = {}
+    for record in records:
+        statuses[record["status"]] = statuses.get(record["status"], 0) + 1
+    solve = sorted(r["timings"].get("solve", 0.0) for r in records if r["status"] != "error")
+    sparsity = [r["sparsity"] for r in records if r["status"] != "error"]
+    return BatchReport(
+        inputs=inputs,
+        skipped=skipped,
+        processed=processed,
+        seconds=seconds,
+        statuses=dict(sorted(statuses.items())),
+        median_solve_seconds=statistics.median(solve) if solve else None,
+        p95_solve_seconds=float(np.percentile(solve, 95)) if solve else None,
+        median_sparsity=statistics.median(sparsity) if sparsity else None,
+        verified=sum(1 for r in records if r.get("verified")),
+    )

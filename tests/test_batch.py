@@ -1,0 +1,155 @@
+"""Batch explanations: resumable results, crash isolation, process pool and Dask equal the serial run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DATA
+
+from smugir.batch import BatchOptions, run_batch
+from smugir.cli import main
+from smugir.datasets import read_dataset
+from smugir.errors import InputError
+from smugir.model import load_model
+from smugir.units import input_layout
+
+MNIST = DATA / "mnist" / "mnist-net_256x2.onnx"
+SAMPLES = DATA / "mnist" / "mnist_test_samples.npz"
+TEXT = Path(__file__).parent.parent / "examples" / "text"
+OPTIONS = BatchOptions(top_k=16, window=2)
+
+
+def _items():
+    model = load_model(MNIST)
+    return read_dataset(SAMPLES, model.input_shape, input_layout(model.input_shape))
+
+
+def _lines(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines()]
+
+
+def _essence(records: list[dict]) -> dict:
+    """What must not depend on how the work was spread: status, optimum, the mask itself."""
+    return {r["id"]: (r["status"], r["objective"], r["bound"], r["verified"]) for r in records}
+
+
+def _masks(folder: Path) -> dict:
+    return {r["id"]: np.load(folder / r["mask_file"]).tobytes() for r in _lines(folder)}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("serial") / "run"
+    report = run_batch(MNIST, _items(), out, OPTIONS, workers=1)
+    assert report.processed == 15 and report.statuses == {"optimal": 15} and report.verified == 15
+    return out
+
+
+def test_every_input_has_one_line_and_its_mask_files(serial):
+    records = _lines(serial)
+    assert [r["id"] for r in records] == [f"{i:02d}" for i in range(15)]
+    labels = np.load(SAMPLES)["labels"]
+    for record in records:
+        mask = np.load(serial / record["mask_file"])
+        assert mask.shape == load_model(MNIST).input_shape and mask.dtype == bool
+        assert record["label"] == labels[int(record["id"])]
+        assert record["verification"]["holds"] and record["timings"]["solve"] >= 0
+
+
+def test_rerun_skips_finished_inputs_and_repairs_a_torn_last_line(serial, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(serial, out)
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    # Three results lost, and a crash in the middle of writing a fourth.
+    (out / "results.jsonl").write_text("".join(lines[:12]) + lines[12][:40])
+    report = run_batch(MNIST, _items(), out, OPTIONS, workers=1)
+    assert (report.skipped, report.processed) == (12, 3)
+    assert _essence(_lines(out)) == _essence(_lines(serial))
+    again = run_batch(MNIST, _items(), out, OPTIONS, workers=1)
+    assert again.processed == 0 and len(_lines(out)) == 15
+
+
+def test_interrupted_run_keeps_complete_lines_and_resumes(tmp_path):
+    out = tmp_path / "run"
+
+    def progress(total):
+        def advance(n):
+            if len(_lines(out)) == 4:
+                raise KeyboardInterrupt
+
+        return advance
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(MNIST, _items(), out, OPTIONS, workers=1, progress=progress)
+    assert len(_lines(out)) == 4
+    assert run_batch(MNIST, _items(), out, OPTIONS, workers=1).processed == 11
+
+
+def test_process_pool_equals_serial(serial, tmp_path):
+    out = tmp_path / "pool"
+    report = run_batch(MNIST, _items(), out, OPTIONS, workers=2)
+    assert report.processed == 15
+    assert _essence(_lines(out)) == _essence(_lines(serial))
+    assert _masks(out) == _masks(serial)
+
+
+@pytest.mark.slow
+def test_dask_cluster_equals_serial(serial, tmp_path):
+    from dask.distributed import LocalCluster
+
+    out = tmp_path / "dask"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as cluster:
+        report = run_batch(MNIST, _items(), out, OPTIONS, scheduler=cluster.scheduler_address)
+    assert report.processed == 15
+    assert _essence(_lines(out)) == _essence(_lines(serial))
+    assert _masks(out) == _masks(serial)
+
+
+def test_a_bad_input_is_an_error_line_and_the_batch_goes_on(tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(Path(__file__).parent.parent / "examples" / "data" / "mnist_test_2.png", images / "good.png")
+    (images / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "out"
+    code = main(["batch", str(MNIST), str(images), "--out", str(out), "--workers", "1", "--window", "4"])
+    assert code == 1  # not everything verified
+    records = {r["id"]: r for r in _lines(out)}
+    assert records["good"]["status"] == "optimal" and records["good"]["verified"]
+    assert records["broken"]["status"] == "error" and "cannot read image" in records["broken"]["error"]
+    assert "error" in capsys.readouterr().out
+    # A rerun tries the failed input again (and only it).
+    (images / "broken.png").unlink()
+    shutil.copy(images / "good.png", images / "broken.png")
+    assert main(["batch", str(MNIST), str(images), "--out", str(out), "--workers", "1", "--window", "4"]) == 0
+    assert {r["id"]: r["status"] for r in _lines(out)}["broken"] == "optimal"
+
+
+def test_sentences_batch_records_kept_words(tmp_path):
+    sentences = tmp_path / "s.tsv"
+    sentences.write_text("".join((TEXT / "test_sentences.tsv").read_text().splitlines(keepends=True)[:4]))
+    out = tmp_path / "out"
+    assert main(["batch", str(TEXT / "polarity_cnn.onnx"), str(sentences), "--vocab", str(TEXT / "vocab.txt"),
+                 "--out", str(out), "--workers", "1"]) == 0
+    for record in _lines(out):
+        assert record["status"] == "optimal" and len(record["words"]) == len(record["kept"]) and any(record["kept"])
+        assert record["label"] in (0, 1)
+
+
+def test_bad_batch_requests(tmp_path, capsys):
+    assert main(["batch", str(MNIST), str(SAMPLES), "--out", str(tmp_path / "a" / "b")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["batch", str(MNIST), str(SAMPLES), "--out", str(tmp_path / "o"), "--workers", "0"]) == 2
+    assert "workers must be >= 1" in capsys.readouterr().err
+    assert main(["batch", str(MNIST), str(SAMPLES), "--out", str(tmp_path / "o"), "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    assert "cannot reach the Dask scheduler" in capsys.readouterr().err
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "results.jsonl").write_text("this is not json\n")
+    assert main(["batch", str(MNIST), str(SAMPLES), "--out", str(tmp_path / "junk")]) == 2
+    assert "not a smugir results file" in capsys.readouterr().err
+    items = _items()
+    with pytest.raises(InputError, match="appears twice"):
+        run_batch(MNIST, [items[0], items[0]], tmp_path / "dup", OPTIONS, workers=1)
