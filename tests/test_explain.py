@@ -160,3 +160,17 @@ def test_cli_bad_options_exit_2_and_write_nothing(tmp_path, capsys, args, messag
 def test_cli_input_shape_mismatch(capsys):
     code = main(["explain", str(MNIST), f"{DATA}/cifar/cifar10_test_samples.npz:images_nhwc[0]"])
     assert code == 2 and "model input is" in capsys.readouterr().err
+
+
+def test_all_backends_agree_on_the_real_mnist_samples():
+    """4x4 windows (49 units) keep the z3 backends fast; HiGHS alone also runs pixel-level elsewhere."""
+    from smugir.explain import finish, prepare
+
+    images, _ = mnist_samples()
+    model = load_model(MNIST)
+    for x in images:
+        setup = prepare(model, x, top_k=16, window=4)
+        optima = {backend: finish(setup, backend, timeout=60) for backend in ("highs", "z3", "pysmt:z3", "z3-optimize")}
+        assert {e.status for e in optima.values()} == {"optimal"}
+        assert len({e.objective for e in optima.values()}) == 1, {b: e.objective for b, e in optima.items()}
+        assert all(e.best.verified for e in optima.values())

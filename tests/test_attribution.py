@@ -1,0 +1,40 @@
+"""Integrated Gradients on the real models: converged by default, and a top-k set that stays put."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from smugir.attribution import MAX_STEPS, TOLERANCE, first_layer_attribution, top_k
+from smugir.firstlayer import first_layer
+from smugir.model import load_model
+
+SAMPLES_PER_MODEL = 4
+
+
+def test_default_ig_is_complete_within_one_percent(real_model):
+    name, path, samples = real_model
+    model = load_model(path)
+    layer = first_layer(model)
+    for x in samples[:SAMPLES_PER_MODEL]:
+        x = x.reshape(model.input_shape)
+        label = int(np.argmax(model.run(x)[0]))
+        result = first_layer_attribution(model, layer, x, label)
+        assert result.completeness_error <= TOLERANCE, (name, result.steps, result.completeness_error)
+        assert result.scores.sum() == pytest.approx(result.f_h - result.f_0, rel=TOLERANCE)
+        assert result.steps <= MAX_STEPS
+
+
+def test_top_k_is_stable_when_the_steps_double(real_model):
+    name, path, samples = real_model
+    model = load_model(path)
+    layer = first_layer(model)
+    for x in samples[:SAMPLES_PER_MODEL]:
+        x = x.reshape(model.input_shape)
+        label = int(np.argmax(model.run(x)[0]))
+        activations = layer.activations(x)
+        converged = first_layer_attribution(model, layer, x, label)
+        doubled = first_layer_attribution(model, layer, x, label, steps=2 * converged.steps)
+        a = set(top_k(converged.scores, activations, 32).tolist())
+        b = set(top_k(doubled.scores, activations, 32).tolist())
+        assert len(a & b) >= 0.9 * max(len(a), len(b)), (name, len(a & b), len(a))
