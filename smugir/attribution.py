@@ -110,6 +110,12 @@ def provider_for(model, tensor: str, target: str = "probability", kind: str = "a
     return _PROVIDERS[key]
 
 
+def forget_providers(model) -> None:
+    """Drop the cached gradient sessions of `model`, e.g. a randomised copy that is never used again."""
+    for key in [key for key in _PROVIDERS if key[0] == model.sha256]:
+        del _PROVIDERS[key]
+
+
 def first_layer_attribution(model, layer, x: np.ndarray, label: int, steps: int | None = None, target: str = "probability", provider: str = "auto") -> IGResult:
     """IG scores of every first-layer neuron for `label` at input x (baseline: all activations 0)."""
     gradient = provider_for(model, layer.post_name, target, provider)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from smugir.datasets import Item
-from smugir.errors import InputError, SmugError
+from smugir.errors import InputError, MissingDependencyError, SmugError
 from smugir.exporters.files import write_atomically
 from smugir.exporters.results import ResultsFile
 from smugir.solve import DEFAULT_SOLVER
@@ -259,7 +259,7 @@ def _run_dask(scheduler: str, model_path: str, items: Sequence[Item], options: B
     try:
         from dask.distributed import Client, as_completed
     except ImportError:
-        raise InputError("--scheduler needs dask.distributed: pip install 'smugir[dist]'") from None
+        raise MissingDependencyError("--scheduler needs dask.distributed: pip install 'smugir[dist]'") from None
     options = BatchOptions(**{**asdict(options), "session_threads": 1})
     try:
         client = Client(scheduler, timeout="10s")

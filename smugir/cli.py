@@ -198,9 +198,9 @@ def _add_problem_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--method", choices=METHODS, default="smug", help="smug (minimal mask), smug_base (no minimisation), network (whole ReLU MLP)")
     command.add_argument("--margin", type=float, default=0.0, help="network method: the label's logit must beat the others by this much")
     command.add_argument("--ig-steps", type=int, help="fixed Integrated Gradients steps (default: adaptive until 1%% completeness error)")
-    command.add_argument("--scale", type=float, default=1 / 255, help="image files: multiply pixel values (0-255) by this (default 1/255)")
-    command.add_argument("--mean", type=_floats, default=(0.0,), help="image files: subtract per-channel mean after scaling, e.g. 0.4914,0.4822,0.4465")
-    command.add_argument("--std", type=_floats, default=(1.0,), help="image files: divide by per-channel std after the mean")
+    command.add_argument("--scale", type=float, default=1 / 255, help="image files and pixel archives: multiply pixel values by this (default 1/255)")
+    command.add_argument("--mean", type=_floats, default=(0.0,), help="image files and pixel archives: subtract per-channel mean after scaling, e.g. 0.4914,0.4822,0.4465")
+    command.add_argument("--std", type=_floats, default=(1.0,), help="image files and pixel archives: divide by per-channel std after the mean")
     command.add_argument("--layout", choices=LAYOUTS, default="auto", help="how the model input holds the image (default auto)")
     command.add_argument("--image-shape", type=_image_shape, help="HxW of a flat input (default: square)")
     command.add_argument("--force", action="store_true", help="replace files that already exist")
@@ -345,6 +345,13 @@ def _add_batch(commands) -> None:
     batch.set_defaults(run=_batch)
 
 
+def _add_evaluation(commands) -> None:
+    """`smug eval` and `smug sanity`, defined beside the evaluation code they run."""
+    from smugir.evaluation.commands import add_commands
+
+    add_commands(commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smug",
@@ -359,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain(commands)
     _add_export(commands)
     _add_batch(commands)
+    _add_evaluation(commands)
     return parser
 
 

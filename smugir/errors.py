@@ -45,3 +45,7 @@ class SolverError(SmugError):
 
 class OutputError(SmugError):
     """An output path cannot be written (missing folder, existing file without --force)."""
+
+
+class MissingDependencyError(SmugError):
+    """An optional extra (eval, dist) is needed for this command but not installed."""

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from smugir.convolution import conv_window, node_attributes
 from smugir.errors import InputError, UnsupportedModelError, UnsupportedOpError
 from smugir.model import Model
 
@@ -335,10 +336,6 @@ def _constant_node_value(node: onnx.NodeProto) -> np.ndarray:
     raise UnsupportedModelError(f"Constant node {node.name!r} has no tensor, float or int value smugir can read")
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _node_label(node: onnx.NodeProto) -> str:
     return node.name or f"{node.op_type}->{node.output[0]}"
 
@@ -373,7 +370,7 @@ def first_layer(model: Model) -> FirstLayer:
 
 
 def _apply_layout(node: onnx.NodeProto, graph: _Graph, affine: InputAffine, opset: int) -> InputAffine:
-    op, attrs, shape = node.op_type, _attrs(node), affine.shape
+    op, attrs, shape = node.op_type, node_attributes(node), affine.shape
     if op == "Identity":
         return affine
     if op == "Cast":
@@ -475,7 +472,7 @@ def _dense_params(node, graph, tensor, affine):
     """(W (N, K), b (N,), node producing the pre-activation) for Gemm or MatMul(+Add)."""
     shape = affine.shape
     if node.op_type == "Gemm":
-        attrs = _attrs(node)
+        attrs = node_attributes(node)
         if node.input[0] != tensor:
             raise UnsupportedModelError(f"Gemm node {_node_label(node)!r} takes the input as its B operand; smugir needs it as A")
         b_mat = graph.constant(node.input[1], node, "weight B").astype(np.float64)
@@ -528,7 +525,7 @@ def _fold_dense(weight: np.ndarray, bias: np.ndarray, affine: InputAffine, n_inp
 
 
 def _conv_params(node, graph, affine):
-    attrs = _attrs(node)
+    attrs = node_attributes(node)
     shape = affine.shape
     weight = graph.constant(node.input[1], node, "weight").astype(np.float64)
     nk = weight.ndim - 2
@@ -539,25 +536,9 @@ def _conv_params(node, graph, affine):
     group = int(attrs.get("group", 1))
     if shape[1] != weight.shape[1] * group or weight.shape[0] % group:
         raise UnsupportedModelError(f"Conv node {_node_label(node)!r}: weight {list(weight.shape)} and group {group} do not fit {shape[1]} input channels")
-    kernel = tuple(attrs.get("kernel_shape", weight.shape[2:]))
-    strides = tuple(attrs.get("strides", [1] * nk))
-    dilations = tuple(attrs.get("dilations", [1] * nk))
     in_spatial = shape[2:]
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = [-(-i // s) for i, s in zip(in_spatial, strides)]
-        total = [max(0, (o - 1) * s + sp - i) for o, s, sp, i in zip(out, strides, span, in_spatial)]
-        small = [t // 2 for t in total]
-        big = [t - t // 2 for t in total]
-        begin, end = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-    elif auto_pad == "VALID":
-        begin, end = [0] * nk, [0] * nk
-    else:
-        pads = list(attrs.get("pads", [0] * 2 * nk))
-        begin, end = pads[:nk], pads[nk:]
-    out_spatial = [(i + b + e - sp) // s + 1 for i, b, e, sp, s in zip(in_spatial, begin, end, span, strides)]
+    window = conv_window(node, weight.shape, in_spatial)
+    out_spatial = window.output_spatial(in_spatial)
     if min(out_spatial) < 1:
         raise UnsupportedModelError(f"Conv node {_node_label(node)!r} produces an empty output from {list(in_spatial)}")
     bias = np.zeros(weight.shape[0])
@@ -565,10 +546,10 @@ def _conv_params(node, graph, affine):
         bias = graph.constant(node.input[2], node, "bias").astype(np.float64)
     geometry = dict(
         output_shape=(1, weight.shape[0], *out_spatial),
-        strides=strides,
-        dilations=dilations,
-        pads_begin=tuple(begin),
-        pads_end=tuple(end),
+        strides=tuple(window.strides),
+        dilations=tuple(window.dilations),
+        pads_begin=tuple(window.pads_begin),
+        pads_end=tuple(window.pads_end),
         group=group,
     )
     return weight, bias, geometry, node
@@ -578,6 +559,6 @@ def _activation_after(graph: _Graph, pre_name: str) -> tuple[Activation, str]:
     consumers = graph.consumers.get(pre_name, [])
     if len(consumers) == 1 and consumers[0].op_type in ACTIVATION_OPS and pre_name not in graph.outputs:
         node = consumers[0]
-        alpha = float(_attrs(node).get("alpha", 0.01))
+        alpha = float(node_attributes(node).get("alpha", 0.01))
         return Activation(node.op_type, alpha), node.output[0]
     return Activation("none"), pre_name

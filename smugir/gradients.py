@@ -16,6 +16,7 @@ import onnx.shape_inference
 import onnx.version_converter
 from onnx import TensorProto, helper, numpy_helper
 
+from smugir.convolution import conv_window, node_attributes
 from smugir.errors import UnsupportedModelError, UnsupportedOpError
 from smugir.model import make_session
 
@@ -77,10 +78,6 @@ class _Builder:
         return self.shapes[tensor]
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 # --------------------------------------------------------------------------------------------------
 # One rule per op: given the node, the gradient of its first output and which inputs need a
 # gradient, add nodes and return {input name: gradient tensor}.
@@ -97,7 +94,7 @@ def _reshape_back(b, node, g, need):
 
 
 def _transpose(b, node, g, need):
-    perm = _attrs(node).get("perm") or list(range(len(b.shape(node.input[0], node))))[::-1]
+    perm = node_attributes(node).get("perm") or list(range(len(b.shape(node.input[0], node))))[::-1]
     return {node.input[0]: b.add("Transpose", [g], perm=list(np.argsort(perm)))}
 
 
@@ -107,7 +104,7 @@ def _relu(b, node, g, need):
 
 
 def _leaky_relu(b, node, g, need):
-    alpha = float(_attrs(node).get("alpha", 0.01))
+    alpha = float(node_attributes(node).get("alpha", 0.01))
     positive = b.add("Greater", [node.input[0], b.const(0.0)])
     return {node.input[0]: b.add("Where", [positive, g, b.add("Mul", [g, b.const(alpha)])])}
 
@@ -175,7 +172,7 @@ def _div(b, node, g, need):
 
 
 def _gemm(b, node, g, need):
-    attrs = _attrs(node)
+    attrs = node_attributes(node)
     if node.input[1] in need or attrs.get("transA", 0):
         raise UnsupportedOpError(node.name, "Gemm", "with a gradient through its B operand or transA", ["Gemm(A, const B)"])
     return {node.input[0]: b.add("Gemm", [g, node.input[1]], alpha=float(attrs.get("alpha", 1.0)), transB=0 if attrs.get("transB", 0) else 1)}
@@ -190,36 +187,13 @@ def _matmul(b, node, g, need):
     return {a: b.add("MatMul", [g, b.add("Transpose", [w], perm=[1, 0])])}
 
 
-def _conv_geometry(b, node, x_shape):
-    attrs = _attrs(node)
-    w_shape = b.shape(node.input[1], node)
-    nk = len(w_shape) - 2
-    kernel = list(attrs.get("kernel_shape", w_shape[2:]))
-    strides = list(attrs.get("strides", [1] * nk))
-    dilations = list(attrs.get("dilations", [1] * nk))
-    spatial = x_shape[2:]
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        out = [-(-i // s) for i, s in zip(spatial, strides)]
-        total = [max(0, (o - 1) * s + sp - i) for o, s, sp, i in zip(out, strides, span, spatial)]
-        small, big = [t // 2 for t in total], [t - t // 2 for t in total]
-        begin, end = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
-    elif auto_pad == "VALID":
-        begin, end = [0] * nk, [0] * nk
-    else:
-        pads = list(attrs.get("pads", [0] * 2 * nk))
-        begin, end = pads[:nk], pads[nk:]
-    return kernel, strides, dilations, begin, end, span
-
-
 def _conv(b, node, g, need):
     if node.input[1] in need:
         raise UnsupportedOpError(node.name, "Conv", "with a gradient through its weight", ["Conv(x, const W)"])
     x_shape = b.shape(node.input[0], node)
     g_shape = b.shape(node.output[0], node)
-    kernel, strides, dilations, begin, end, span = _conv_geometry(b, node, x_shape)
+    window = conv_window(node, b.shape(node.input[1], node), x_shape[2:])
+    kernel, strides, dilations, begin, end, span = window.kernel, window.strides, window.dilations, window.pads_begin, window.pads_end, window.span
     # ConvTranspose output = s (g - 1) + span - begin - end + output_padding must give back x's size.
     extra = [i - (s * (o - 1) + sp - pb - pe) for i, s, o, sp, pb, pe in zip(x_shape[2:], strides, g_shape[2:], span, begin, end)]
     # Input rows the forward conv never read (floor division) get a zero gradient via output_padding.
@@ -233,7 +207,7 @@ def _conv(b, node, g, need):
         dilations=dilations,
         pads=begin + end,
         output_padding=extra,
-        group=int(_attrs(node).get("group", 1)),
+        group=int(node_attributes(node).get("group", 1)),
     )
     return {node.input[0]: grad}
 
@@ -247,7 +221,7 @@ def _global_average_pool(b, node, g, need):
 
 def _average_pool(b, node, g, need):
     """Each input element receives g / kernel size from every window covering it: a depthwise Conv's transpose."""
-    attrs = _attrs(node)
+    attrs = node_attributes(node)
     auto_pad = attrs.get("auto_pad", b"NOTSET")
     padded = any(attrs.get("pads", [0])) or (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad).startswith("SAME")
     if padded and not attrs.get("count_include_pad", 0):
@@ -263,7 +237,7 @@ def _average_pool(b, node, g, need):
 
 def _max_pool(b, node, g, need):
     """Route each output gradient to the input element the max came from (MaxPool's indices)."""
-    attrs = {k: v for k, v in _attrs(node).items() if k != "storage_order"}
+    attrs = {k: v for k, v in node_attributes(node).items() if k != "storage_order"}
     indices = b.name("maxpool_indices")
     values = b.name("maxpool_values")
     b.nodes.append(helper.make_node("MaxPool", [node.input[0]], [values, indices], name=indices, **attrs))
@@ -282,14 +256,14 @@ def _batch_norm(b, node, g, need):
     scale, _, _, var = (b.constants.get(n) for n in node.input[1:5])
     if scale is None or var is None:
         raise UnsupportedOpError(node.name, "BatchNormalization", "with parameters computed at run time", ["BatchNormalization with constant parameters"])
-    eps = float(_attrs(node).get("epsilon", 1e-5))
+    eps = float(node_attributes(node).get("epsilon", 1e-5))
     rank = len(b.shape(node.input[0], node))
     factor = (scale / np.sqrt(var + eps)).reshape((-1,) + (1,) * (rank - 2))
     return {node.input[0]: b.add("Mul", [g, b.const(factor)])}
 
 
 def _concat(b, node, g, need):
-    axis = int(_attrs(node)["axis"])
+    axis = int(node_attributes(node)["axis"])
     sizes = [b.shape(i, node)[axis] for i in node.input]
     outs = [b.name("split") for _ in node.input]
     b.nodes.append(helper.make_node("Split", [g, b.const(sizes, np.int64)], outs, name=outs[0], axis=axis))
@@ -297,7 +271,7 @@ def _concat(b, node, g, need):
 
 
 def _pad(b, node, g, need):
-    attrs = _attrs(node)
+    attrs = node_attributes(node)
     mode = attrs.get("mode", b"constant")
     if (mode.decode() if isinstance(mode, bytes) else mode) != "constant":
         raise UnsupportedOpError(node.name, "Pad", "in a mode other than constant", ["Pad(mode=constant)"])
@@ -312,14 +286,14 @@ def _pad(b, node, g, need):
 
 
 def _softmax(b, node, g, need):
-    axis = int(_attrs(node).get("axis", -1))
+    axis = int(node_attributes(node).get("axis", -1))
     y = node.output[0]
     dot = b.add("ReduceSum", [b.add("Mul", [g, y]), b.const([axis], np.int64)], keepdims=1)
     return {node.input[0]: b.add("Mul", [y, b.add("Sub", [g, dot])])}
 
 
 def _log_softmax(b, node, g, need):
-    axis = int(_attrs(node).get("axis", -1))
+    axis = int(node_attributes(node).get("axis", -1))
     total = b.add("ReduceSum", [g, b.const([axis], np.int64)], keepdims=1)
     return {node.input[0]: b.add("Sub", [g, b.add("Mul", [b.add("Exp", [node.output[0]]), total])])}
 

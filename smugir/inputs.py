@@ -106,20 +106,24 @@ def image_to_input(
     chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     if chw.shape[0] != layout.channels:
         raise InputError(f"image {str(path)!r} has {chw.shape[0]} channels, the model takes {layout.channels}")
-    mean_a, std_a = _per_channel(mean, layout.channels, "mean"), _per_channel(std, layout.channels, "std")
+    return layout.from_image(normalise_pixels(chw, scale, mean, std), input_shape)
+
+
+def normalise_pixels(chw: np.ndarray, scale: float, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """(pixel * scale - mean) / std per channel, for images as (..., channels, height, width)."""
+    channels = chw.shape[-3]
+    mean_a, std_a = per_channel(mean, channels, "mean"), per_channel(std, channels, "std")
     if np.any(std_a == 0):
         raise InputError("std must not contain 0")
-    values = (chw * scale - mean_a[:, None, None]) / std_a[:, None, None]
-    return layout.from_image(values, input_shape)
+    return (chw * scale - mean_a[:, None, None]) / std_a[:, None, None]
 
 
-def _per_channel(values: tuple[float, ...], channels: int, name: str) -> np.ndarray:
+def per_channel(values: float | tuple[float, ...] | np.ndarray, channels: int, name: str) -> np.ndarray:
+    """One value per channel, from one value or one per channel."""
     array = np.asarray(values, dtype=np.float64).reshape(-1)
-    if array.size == 1:
-        return np.repeat(array, channels)
-    if array.size != channels:
+    if array.size not in (1, channels):
         raise InputError(f"--{name} has {array.size} values but the model input has {channels} channels")
-    return array
+    return np.broadcast_to(array, (channels,)).copy()
 
 
 def load_segments(spec: str, x: np.ndarray, layout: InputLayout) -> np.ndarray:

@@ -57,7 +57,7 @@ def op_models(draw):
     t = b.node("Dropout", [b.node("Transpose", [t], perm=[0, 2, 3, 1])])
     t = b.node("Flatten", [t], axis=1) if draw(st.booleans()) else b.node("Reshape", [t, b.const(np.array([1, -1], np.int64))])
     proto = _finish(b, t, c, size, draw(st.booleans()), draw(st.booleans()))
-    return proto, smooth and pool != "MaxPool"  # MaxPool has kinks too
+    return proto
 
 
 def _kinked(b, draw, t):
@@ -88,27 +88,52 @@ def _finish(b, t, c, size, matmul, softmax):
     return onnx.shape_inference.infer_shapes(proto)
 
 
+def _float64_logit(proto: onnx.ModelProto):
+    """The model in float64 on onnx's reference evaluator: a reference without float32 noise."""
+    from onnx.reference import ReferenceEvaluator
+
+    double = onnx.ModelProto()
+    double.CopyFrom(proto)
+    for init in double.graph.initializer:
+        if init.data_type == TensorProto.FLOAT:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name))
+    for value in [*double.graph.input, *double.graph.output]:
+        value.type.tensor_type.elem_type = TensorProto.DOUBLE
+    del double.graph.value_info[:]
+    reference = ReferenceEvaluator(double)
+    softmax = proto.graph.node[-1].op_type == "Softmax"
+    logits_name = proto.graph.node[-1].input[0] if softmax else proto.graph.output[0].name
+    return lambda x, k: float(reference.run([logits_name], {"x": x[None]})[0][0, k])
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(built=op_models(), seed=st.integers(0, 1000))
-def test_gradient_graph_matches_finite_differences(built, seed):
-    proto, smooth = built
+@given(proto=op_models(), seed=st.integers(0, 1000))
+def test_gradient_graph_matches_finite_differences(proto, seed):
+    """Every output of the float32 FD provider, and a float64 central difference on sampled inputs
+    (a step of 1e-6 almost never crosses a ReLU kink, unlike float32 steps)."""
     shape = tuple(d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim)
-    points = np.random.default_rng(seed).normal(size=(2, *shape[1:]))
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(2, *shape[1:]))
     values, exact = GradientGraph(proto, "x", "logit")(points, 1)
     fd_values, approx = FiniteDifferences(proto, "logit")(points, 1)
     np.testing.assert_allclose(values, fd_values, rtol=1e-5, atol=1e-6)
-    # Float32 rounding of f, divided by the step, bounds what finite differences can resolve.
-    noise = 5e-5 * max(1.0, float(np.abs(values).max()))
-    close = np.isclose(exact, approx, rtol=1e-3, atol=noise + 1e-3 * float(np.abs(approx).max()))
-    # Piecewise-linear ops: a difference step may cross a kink; those few elements are excused.
-    assert close.all() if smooth else close.mean() > 0.9, (1 - close.mean())
+    logit = _float64_logit(proto)
+    step = 1e-6
+    for point, gradient in zip(points, exact):
+        flat = gradient.reshape(-1)
+        scale = float(np.abs(flat).max()) + 1e-3
+        for i in rng.choice(flat.size, size=min(12, flat.size), replace=False):
+            bump = np.zeros(flat.size)
+            bump[i] = step
+            up, down = point + bump.reshape(point.shape), point - bump.reshape(point.shape)
+            reference = (logit(up, 1) - logit(down, 1)) / (2 * step)
+            assert flat[i] == pytest.approx(reference, rel=1e-3, abs=1e-4 * scale), (i, flat[i], reference)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(built=op_models(), seed=st.integers(0, 1000))
-def test_probability_gradient_is_the_chain_rule_of_logit_gradients(built, seed):
+@given(proto=op_models(), seed=st.integers(0, 1000))
+def test_probability_gradient_is_the_chain_rule_of_logit_gradients(proto, seed):
     """d p_c / dx = sum_j p_c (delta_cj - p_j) d z_j / dx, checked exactly on the graph's own logits."""
-    proto, _ = built
     shape = tuple(d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim)
     point = np.random.default_rng(seed).normal(size=(1, *shape[1:]))
     logit_graph = GradientGraph(proto, "x", "logit")

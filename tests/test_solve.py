@@ -7,11 +7,10 @@ import time
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 from builders import exhaustive_minimum, mask_problems, network_problems
 
 from smugir.errors import InputError, SolverError
-from smugir.problem import MaskProblem, NetworkMaskProblem
+from smugir.problem import MaskProblem
 from smugir.solve import solve
 
 BACKENDS = ["highs", "z3", "pysmt:z3", "z3-optimize"]

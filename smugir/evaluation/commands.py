@@ -1,0 +1,218 @@
+"""`smug eval` and `smug sanity`, registered on the `smug` parser by `smugir.cli`.
+
+Both take the options that define SMUG's masking problem exactly as `smug explain` does (they are
+added by the same function), so the SMUG rows of a table are what `smug explain` would give.
+Heavy modules (PAIR, matplotlib) are imported only when a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+EVAL_FILES = ["records.csv", "summary.csv", "maps.png", "lsc.png"]
+SANITY_FILES = ["sanity.csv", "sanity.png"]
+EVAL_METHODS = "smug,smug_base,ig,gradcam,smoothgrad,xrai,optbox"
+SANITY_METHODS = "gradient,ig,smoothgrad,gradcam,smug,edges"
+SANITY_MODES = "cascading,independent,noise:0.1,noise:0.2,noise:0.3"
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _common(command: argparse.ArgumentParser, methods: str) -> None:
+    from smugir.cli import _add_problem_options
+    from smugir.solve import DEFAULT_SOLVER
+
+    _add_problem_options(command)
+    command.add_argument("dataset", help="file.npz[:key] of raw model inputs (and 'labels'), or a folder of images")
+    command.add_argument("--methods", type=_names, default=_names(methods), help=f"comma-separated saliency methods (default {methods})")
+    command.add_argument("--pixels", action="store_true",
+                         help="the .npz array holds images (N, H, W[, C]) in pixel units: apply --scale, --mean, --std and the model's layout as for image files")
+    command.add_argument("--limit", type=_positive, help="only the first N inputs")
+    command.add_argument("--solver", default=DEFAULT_SOLVER, help=f"SMUG's solver (default {DEFAULT_SOLVER})")
+    command.add_argument("--timeout", type=float, help="seconds for SMUG's solver per input; the best mask so far is kept")
+    command.add_argument("--seed", type=int, default=0, help="seed of SmoothGrad's noise and of the randomised weights (default 0)")
+    command.add_argument("--out", help="folder for the CSV files and figures (created if missing)")
+
+
+def add_commands(commands) -> None:
+    """Register `eval` and `sanity` on the `smug` subcommand parser."""
+    evaluate = commands.add_parser(
+        "eval",
+        help="compare saliency methods on a dataset with the saliency metric (LSC), Win %%, sparsity and time",
+        description="Score each method's map of each input with the saliency metric (LSC, lower is better) and OptBox; "
+        "print the table (LSC median and quartiles, Win %, sparsity, seconds per input).",
+    )
+    _common(evaluate, EVAL_METHODS)
+    evaluate.add_argument("--correct-only", action="store_true", help="score only the inputs the model classifies correctly (needs labels)")
+    evaluate.add_argument("--truth", help="ground-truth masks (N, H, W) as file.npz:key: adds AUC, max F1 and min MAE")
+    evaluate.add_argument("--figure-inputs", type=_positive, default=6, help="inputs shown in maps.png (default 6)")
+    evaluate.set_defaults(run=_eval)
+
+    sanity = commands.add_parser(
+        "sanity",
+        help="model-randomisation sanity checks: how much each method's map changes when the weights do",
+        description="Re-initialise the model's layers from the logits down (cascading), one at a time (independent), or "
+        "add weight noise, and compare each method's maps with the original ones (Spearman, SSIM, HOG).",
+    )
+    _common(sanity, SANITY_METHODS)
+    sanity.add_argument("--modes", type=_names, default=_names(SANITY_MODES), help=f"randomisations (default {SANITY_MODES})")
+    sanity.set_defaults(run=_sanity)
+
+
+def _require_packages(command: str) -> None:
+    """PAIR's saliency and matplotlib are the optional `eval` extra: say so instead of a traceback."""
+    from smugir.errors import MissingDependencyError
+
+    missing = [name for name in ("saliency", "matplotlib") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(f"smug {command} needs the optional packages {', '.join(missing)}: pip install 'smugir[eval]'")
+
+
+def _setup(args: argparse.Namespace):
+    """(model, samples, setting) from the options shared by both commands."""
+    from smugir.errors import InputError
+    from smugir.evaluation.baselines import setting_for
+    from smugir.evaluation.samples import black_and_white, load_samples
+    from smugir.model import load_model
+    from smugir.text import is_text_model
+    from smugir.units import input_layout
+
+    if args.method == "smug_base":
+        raise InputError("--method chooses the encoding behind 'smug' (smug or network); list smug_base in --methods instead")
+    model = load_model(args.model)
+    if is_text_model(model):
+        raise InputError(f"smug {args.command} compares saliency maps of image classifiers; {args.model!r} takes token ids "
+                         "(score sentences with smugir.evaluation.metrics.text_saliency_metric)")
+    layout = input_layout(model.input_shape, args.layout, args.image_shape)
+    samples = load_samples(args.dataset, model, layout, args.pixels, args.scale, args.mean, args.std, args.limit)
+    low, high = black_and_white(args.mean, args.std, layout.channels)
+    smug = {
+        "top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "window": args.window, "segments": args.segments,
+        "baseline": args.baseline, "method": args.method, "margin": args.margin, "ig_steps": args.ig_steps,
+        "layout": args.layout, "image_shape": args.image_shape, "solver": args.solver, "timeout": args.timeout,
+    }
+    return model, samples, setting_for(model, layout, low, high, seed=args.seed, smug=smug)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    _require_packages("eval")
+    from rich.progress import track
+
+    from smugir.evaluation.baselines import check_methods
+    from smugir.evaluation.comparison import OPTBOX, compare, summarize
+    from smugir.evaluation.report import display_name, print_table, summary_table
+    from smugir.exporters.files import check_folder
+
+    check_methods(args.methods, extra=(OPTBOX,))
+    if args.out:
+        check_folder(args.out, EVAL_FILES, args.force)
+    model, samples, setting = _setup(args)
+    truth = _truth(args.truth, len(samples.ids)) if args.truth else None
+    result = compare(model, samples.inputs, samples.labels, args.methods, setting, samples.ids, args.correct_only, truth,
+                     progress=lambda items: track(items, description="scoring", transient=True))
+    for method, reason in result.unavailable.items():
+        print(f"unavailable {display_name(method)}: {reason}")
+    if not result.records:
+        print(f"nothing scored: the model misclassifies all {len(result.skipped)} inputs" if result.skipped else "nothing scored")
+        return 0
+    rows = summarize(result.records, seed=args.seed)
+    skipped = f", {len(result.skipped)} misclassified skipped" if result.skipped else ""
+    print_table(summary_table(rows, f"{model.path.name}: {len(result.images)} inputs{skipped} (LSC: lower is better)"))
+    if args.out:
+        _write_eval(args, result, rows)
+    return 0
+
+
+def _truth(spec: str, count: int):
+    """The first `count` ground-truth masks of `file.npz:key` (N, H, W), one per scored input."""
+    import numpy as np
+
+    from smugir.errors import InputError
+
+    path, _, key = spec.rpartition(":")
+    if not path.endswith(".npz") or not key:
+        raise InputError(f"--truth needs file.npz:key, got {spec!r}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            masks = archive[key]
+    except KeyError:
+        raise InputError(f"archive {path!r} has no array {key!r}") from None
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read archive {path!r}: {exc}") from None
+    if len(masks) < count:
+        raise InputError(f"--truth holds {len(masks)} masks for {count} inputs")
+    return masks[:count]
+
+
+def _write_eval(args: argparse.Namespace, result, rows) -> None:
+    from smugir.evaluation.plots import lsc_boxplot, map_grid
+    from smugir.evaluation.report import write_csv
+    from smugir.exporters.files import prepare_folder
+
+    folder = prepare_folder(args.out, EVAL_FILES, args.force)
+    written = [
+        write_csv(folder / "records.csv", [r.to_json() for r in result.records], args.force),
+        write_csv(folder / "summary.csv", [r.to_json() for r in rows], args.force),
+        map_grid(result, folder / "maps.png", args.figure_inputs, args.force),
+        lsc_boxplot(result.records, folder / "lsc.png", args.force),
+    ]
+    print(f"wrote {', '.join(str(p) for p in written)}")
+
+
+def _sanity(args: argparse.Namespace) -> int:
+    _require_packages("sanity")
+    from rich.progress import track
+
+    from smugir.evaluation.baselines import check_methods
+    from smugir.evaluation.randomize import parse_mode
+    from smugir.evaluation.report import display_name, print_table, sanity_table
+    from smugir.evaluation.sanity import sanity_check
+    from smugir.exporters.files import check_folder
+
+    check_methods(args.methods)
+    for mode in args.modes:
+        parse_mode(mode)
+    if args.out:
+        check_folder(args.out, SANITY_FILES, args.force)
+    model, samples, setting = _setup(args)
+    result = sanity_check(model, samples.inputs, samples.labels, args.methods, args.modes, setting, samples.ids, args.seed,
+                          progress=lambda items: track(items, description="randomising", transient=True))
+    for method, reason in result.unavailable.items():
+        print(f"unavailable {display_name(method)}: {reason}")
+    if not result.records:
+        print("nothing measured")
+        return 0
+    print_table(sanity_table(result.records, f"{model.path.name}: similarity of each map to the original one at the last step "
+                                              f"({len(samples.ids)} inputs; 1 = unchanged, a model-blind method stays at 1)"))
+    if args.out:
+        _write_sanity(args, result)
+    return 0
+
+
+def _write_sanity(args: argparse.Namespace, result) -> None:
+    from smugir.evaluation.plots import randomisation_curves
+    from smugir.evaluation.report import write_csv
+    from smugir.exporters.files import prepare_folder
+
+    folder = prepare_folder(args.out, SANITY_FILES, args.force)
+    written = [
+        write_csv(folder / "sanity.csv", [r.to_json() for r in result.records], args.force),
+        randomisation_curves(result.records, folder / "sanity.png", args.force),
+    ]
+    print(f"wrote {', '.join(str(p) for p in written)}")
