@@ -70,6 +70,18 @@ def read_dataset(
     raise InputError(f"dataset {text!r} is not an .npz archive, a folder of images, or a .txt/.tsv of sentences")
 
 
+def select(items: list[Item], text_model: bool, spec: str | os.PathLike, limit: int | None = None) -> list[Item]:
+    """The first `limit` items, after checking that they are what the model takes."""
+    if limit is not None and limit < 1:
+        raise InputError(f"limit must be >= 1, got {limit}")
+    sentences = any(isinstance(item.x, str) for item in items)
+    if text_model and not sentences:
+        raise InputError(f"the model is a text model but {str(spec)!r} holds no sentences (use a .txt or .tsv file)")
+    if sentences and not text_model:
+        raise InputError(f"{str(spec)!r} holds sentences but the model takes images or arrays")
+    return items[:limit]
+
+
 def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> list[Item]:
     if not path.is_file():
         raise InputError(f"archive {str(path)!r} does not exist")

@@ -153,3 +153,15 @@ def test_bad_batch_requests(tmp_path, capsys):
     items = _items()
     with pytest.raises(InputError, match="appears twice"):
         run_batch(MNIST, [items[0], items[0]], tmp_path / "dup", OPTIONS, workers=1)
+
+
+def test_a_dataset_of_the_wrong_kind_is_refused_before_any_work(tmp_path, capsys):
+    sentences = TEXT / "test_sentences.tsv"
+    assert main(["batch", str(MNIST), str(sentences), "--out", str(tmp_path / "a")]) == 2
+    assert "holds sentences but the model takes images" in capsys.readouterr().err
+    text_model = TEXT / "polarity_cnn.onnx"
+    assert main(["batch", str(text_model), f"{SAMPLES}:images", "--vocab", str(TEXT / "vocab.txt"), "--out", str(tmp_path / "b")]) == 2
+    assert "holds no sentences" in capsys.readouterr().err
+    assert main(["batch", str(MNIST), str(SAMPLES), "--limit", "0", "--out", str(tmp_path / "c")]) == 2
+    assert "limit must be >= 1" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
