@@ -72,6 +72,7 @@ class MilpModel:
         """Affine expressions (coefficients over all columns, constant) layer by layer; big-M ReLU."""
         inf = highspy.kHighsInf
         self._add_columns(problem.weights, np.zeros(self.n_units), np.ones(self.n_units), integer=True)
+        self._hidden_columns: list[tuple[np.ndarray, np.ndarray]] = []
         n_cols_final = self.n_units + 2 * sum(b.size for _, b in problem.layers[:-1])
         # First layer: z = W (base + delta * m[unit_of]) + b, as coefficients over the mask columns.
         w0, b0 = problem.layers[0]
@@ -91,6 +92,7 @@ class MilpModel:
             width = b.size
             h_cols = self._add_columns(np.zeros(width), np.zeros(width), np.maximum(high, 0), integer=False)
             a_cols = self._add_columns(np.zeros(width), np.zeros(width), np.ones(width), integer=True)
+            self._hidden_columns.append((h_cols, a_cols))
             next_expr = np.zeros((width, n_cols_final))
             next_const = np.zeros(width)
             for i in range(width):
@@ -116,6 +118,24 @@ class MilpModel:
         for j in range(expr.shape[0]):
             if j != problem.label:
                 self._row(expr[problem.label] - expr[j], problem.margin + margin + const[j] - const[problem.label], inf)
+
+    def start_from(self, mask: np.ndarray) -> None:
+        """Give HiGHS a first solution: the mask with every hidden neuron's value and phase.
+
+        Whole networks only: HiGHS's own heuristics often find no mask at all within a time
+        limit on MNIST-sized nets, and a timeout should still return a mask.
+        """
+        values = np.zeros(self.highs.getNumCol())
+        values[: self.n_units] = mask
+        h = self.problem.inputs(mask)
+        for (w, b), (h_cols, a_cols) in zip(self.problem.layers, self._hidden_columns):
+            z = w @ h + b
+            h = np.maximum(z, 0.0)
+            values[h_cols], values[a_cols] = h, z > 0
+        solution = highspy.HighsSolution()
+        solution.col_value = values.tolist()
+        solution.value_valid = True
+        self.highs.setSolution(solution)
 
     def block(self, mask: np.ndarray) -> None:
         """Exclude this exact set of kept units: sum_{u not kept} m_u - sum_{u kept} m_u >= 1 - |kept|."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from fractions import Fraction
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -49,11 +49,14 @@ def _highs(problem: Problem, timeout: float | None, solutions: int, **options) -
     blocked: list[np.ndarray] = []
     deadline = None if timeout is None else time.monotonic() + timeout
     margin = float(options.get("margin", STRICT_MARGIN))
+    start = _irreducible_mask(replace(problem, margin=problem.margin + margin)) if isinstance(problem, NetworkMaskProblem) else None
     while len(found) < solutions:
         for _attempt in range(3):
             model = MilpModel(problem, margin)
             for mask in blocked:
                 model.block(mask)
+            if start is not None and not blocked:
+                model.start_from(start)
             left = None if deadline is None else max(deadline - time.monotonic(), 0.01)
             result = model.solve(left)
             if result.mask is None or problem.is_satisfied(result.mask):
@@ -66,6 +69,20 @@ def _highs(problem: Problem, timeout: float | None, solutions: int, **options) -
             break
         blocked.append(solution.mask)
     return found
+
+
+def _irreducible_mask(problem: NetworkMaskProblem) -> np.ndarray | None:
+    """A first mask for the whole-network MILP: drop units one at a time, least input change first,
+    while the exact float64 check still holds. Irreducible, not minimal; None if even all units fail."""
+    mask = np.ones(problem.n_units, dtype=bool)
+    if not problem.is_satisfied(mask):
+        return None
+    change = np.bincount(problem.unit_of, problem.delta**2, minlength=problem.n_units)
+    for unit in np.argsort(change, kind="stable"):
+        mask[unit] = False
+        if not problem.is_satisfied(mask):
+            mask[unit] = True
+    return mask
 
 
 def _pysmt_search(name: str) -> Callable[..., list[Solution]]:

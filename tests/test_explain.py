@@ -174,3 +174,12 @@ def test_all_backends_agree_on_the_real_mnist_samples():
         assert {e.status for e in optima.values()} == {"optimal"}
         assert len({e.objective for e in optima.values()}) == 1, {b: e.objective for b, e in optima.items()}
         assert all(e.best.verified for e in optima.values())
+
+
+def test_whole_network_timeout_still_returns_a_verified_mask(mnist_model):
+    """49 units are too many to prove in 5 s, but the irreducible starting mask is never lost."""
+    images, _ = mnist_samples()
+    result = explain(mnist_model, images[0], method="network", window=4, timeout=5)
+    assert result.status in ("feasible", "optimal")
+    assert result.best.network_margin > 0 and result.bound <= result.objective
+    assert result.objective < result.units.n_units
