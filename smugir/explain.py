@@ -256,29 +256,6 @@ def prepare(
     return setup
 
 
-def explain_units(
-    model: Model,
-    x: np.ndarray,
-    units: MaskUnits,
-    grid: InputLayout,
-    base: np.ndarray,
-    label: int | None = None,
-    top_k: int = 32,
-    gamma: float = 0.5,
-    solver: str = DEFAULT_SOLVER,
-    timeout: float | None = None,
-    solutions: int = 1,
-    method: Method = "smug",
-    ig_steps: int | None = None,
-    margin: float = 0.0,
-    rank: str = "ig",
-    settings: dict[str, Any] | None = None,
-) -> Explanation:
-    """The pipeline once the mask units and the baseline are fixed (images and text share it)."""
-    setup = prepare_units(model, x, units, grid, base, label, top_k, gamma, method, ig_steps, margin, rank, settings)
-    return finish(setup, solver, timeout, solutions)
-
-
 def prepare_units(
     model: Model,
     x: np.ndarray,

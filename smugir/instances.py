@@ -42,10 +42,6 @@ def encoding_for(problem: Problem, logic: str) -> Encoding:
     return encode(problem, LOGICS[logic])
 
 
-def logic_of(problem: Problem, logic: str) -> str:
-    return "QF_LRA" if isinstance(problem, NetworkMaskProblem) else logic
-
-
 @dataclass(frozen=True)
 class Optimum:
     """HiGHS's optimum of a problem and how far it is proven for the exact (strict) constraints."""

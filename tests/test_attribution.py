@@ -38,3 +38,23 @@ def test_top_k_is_stable_when_the_steps_double(real_model):
         a = set(top_k(converged.scores, activations, 32).tolist())
         b = set(top_k(doubled.scores, activations, 32).tolist())
         assert len(a & b) >= 0.9 * max(len(a), len(b)), (name, len(a & b), len(a))
+
+
+@pytest.mark.parametrize("baseline", ["black", "white", "black+white"])
+def test_input_ig_agrees_with_pairs_integrated_gradients(baseline):
+    """smugir's input-space IG (trapezoid, converged) against PAIR's (Riemann, many steps): two
+    independent implementations on cifar10_small, black = 0 and white = 1 as the model sees pixels."""
+    from conftest import REAL_MODELS
+
+    from smugir.attribution import input_attribution
+    from smugir.evaluation.baselines import saliency_map, setting_for
+
+    path, samples = REAL_MODELS["cifar10_small"]
+    model = load_model(path)
+    x = samples()[0].reshape(model.input_shape)
+    label = int(np.argmax(model.run(x)[0]))
+    ours = input_attribution(model, x, label, baseline, steps=512, target="logit").reshape(-1)
+    method = {"black": "ig", "white": "ig_white", "black+white": "ig_black_white"}[baseline]
+    theirs = saliency_map(method, model, x, label, setting_for(model)).reshape(-1)
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.99
+    assert np.abs(ours).sum() == pytest.approx(np.abs(theirs).sum(), rel=0.1)
