@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 
 EVAL_FILES = ["records.csv", "summary.csv", "maps.png", "lsc.png"]
+TEXT_EVAL_FILES = ["records.csv", "summary.csv", "lsc.png"]
 SANITY_FILES = ["sanity.csv", "sanity.png"]
 EVAL_METHODS = "smug,smug_base,ig,gradcam,smoothgrad,xrai,optbox"
 SANITY_METHODS = "gradient,ig,smoothgrad,gradcam,smug,edges"
@@ -97,8 +98,8 @@ def _setup(args: argparse.Namespace):
         raise InputError("--method chooses the encoding behind 'smug' (smug or network); list smug_base in --methods instead")
     model = load_model(args.model)
     if is_text_model(model):
-        raise InputError(f"smug {args.command} compares saliency maps of image classifiers; {args.model!r} takes token ids "
-                         "(score sentences with smugir.evaluation.metrics.text_saliency_metric)")
+        raise InputError(f"smug {args.command} randomises image classifiers; {args.model!r} takes token ids "
+                         "(smug eval scores text models)")
     layout = input_layout(model.input_shape, args.layout, args.image_shape)
     samples = load_samples(args.dataset, model, layout, args.pixels, args.scale, args.mean, args.std, args.limit)
     low, high = black_and_white(args.mean, args.std, layout.channels)
@@ -119,6 +120,11 @@ def _eval(args: argparse.Namespace) -> int:
     from smugir.evaluation.report import display_name, print_table, summary_table
     from smugir.exporters.files import check_folder
 
+    from smugir.model import load_model
+    from smugir.text import is_text_model
+
+    if is_text_model(load_model(args.model)):
+        return _eval_text(args)
     check_methods(args.methods, extra=(OPTBOX,))
     if args.out:
         check_folder(args.out, EVAL_FILES, args.force)
@@ -136,6 +142,49 @@ def _eval(args: argparse.Namespace) -> int:
     print_table(summary_table(rows, f"{model.path.name}: {len(result.images)} inputs{skipped} (LSC: lower is better)"))
     if args.out:
         _write_eval(args, result, rows)
+    return 0
+
+
+def _eval_text(args: argparse.Namespace) -> int:
+    """The table for a text model: word scores, the text saliency metric, no boxes and no OptBox."""
+    from rich.progress import track
+
+    from smugir.datasets import read_dataset, select
+    from smugir.errors import InputError
+    from smugir.evaluation.comparison import summarize
+    from smugir.evaluation.plots import lsc_boxplot
+    from smugir.evaluation.report import print_table, summary_table, write_csv
+    from smugir.evaluation.sentences import TEXT_METHODS, compare_sentences
+    from smugir.exporters.files import check_folder, prepare_folder
+    from smugir.model import load_model
+    from smugir.text import Vocabulary
+
+    if not args.vocab:
+        raise InputError(f"{args.model!r} is a text model (integer token ids); pass --vocab VOCAB.txt")
+    methods = list(TEXT_METHODS) if args.methods == _names(EVAL_METHODS) else args.methods
+    if args.out:
+        check_folder(args.out, TEXT_EVAL_FILES, args.force)
+    model = load_model(args.model)
+    items = select(read_dataset(args.dataset, model.input_shape, None), True, args.dataset, args.limit)
+    smug = {"top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "baseline": args.baseline, "ig_steps": args.ig_steps,
+            "solver": args.solver, "timeout": args.timeout}
+    records, skipped = compare_sentences(model, Vocabulary.load(args.vocab), items, methods, smug, args.correct_only,
+                                         progress=lambda items: track(items, description="scoring", transient=True))
+    if not records:
+        print(f"nothing scored: the model misclassifies all {len(skipped)} sentences" if skipped else "nothing scored")
+        return 0
+    rows = summarize(records, seed=args.seed)
+    scored = len({r.sample for r in records})
+    extra = f", {len(skipped)} misclassified skipped" if skipped else ""
+    print_table(summary_table(rows, f"{model.path.name}: {scored} sentences{extra} (LSC: lower is better; area = kept words)"))
+    if args.out:
+        folder = prepare_folder(args.out, TEXT_EVAL_FILES, args.force)
+        written = [
+            write_csv(folder / "records.csv", [r.to_json() for r in records], args.force),
+            write_csv(folder / "summary.csv", [r.to_json() for r in rows], args.force),
+            lsc_boxplot(records, folder / "lsc.png", args.force),
+        ]
+        print(f"wrote {', '.join(str(p) for p in written)}")
     return 0
 
 
