@@ -61,9 +61,10 @@ def mnist_part(original_timeout: float, slow_samples: int) -> None:
             times["original"].append(seconds)
             cells.append(f"{status[:4]} {value if value is not None else '-':>4} {seconds:7.3f}s")
         print(f"{index:>5} " + " ".join(f"{c:>20}" for c in cells), flush=True)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = {name: statistics.median(values) for name, values in times.items() if values}
     print("median " + " ".join(f"{name} {value:.3f}s" for name, value in medians.items()))
-    print(f"speed-up of the default (highs) over the original formulation: {medians['original'] / medians['highs']:.0f}x (median)")
+    if "original" in medians:
+        print(f"speed-up of the default (highs) over the original formulation: {medians['original'] / medians['highs']:.0f}x (median)")
 
 
 def imagenet_part() -> None:

@@ -1,8 +1,9 @@
 """Masking problems as 0-1 integer programs for HiGHS (highspy).
 
-A MILP solver works with tolerances, so the strict `a.m > b` becomes `a.m >= b + eps` on rows
-scaled to unit size, with eps well above HiGHS's feasibility tolerance; every mask is then checked
-exactly in float64 by the caller, and if one ever fails, eps grows and the model is solved again.
+A MILP solver has no strict inequalities and works with tolerances, so `a.m > b` becomes
+`a.m >= b + margin` on rows scaled to unit size. With margin 0 the model is a relaxation of the
+problem (its bound is a proven bound); a positive margin, well above HiGHS's feasibility
+tolerance, is a restriction. The caller (`smugir.solve`) uses both and checks every mask exactly.
 The whole-network problem uses the standard big-M ReLU encoding with bounds from interval
 arithmetic over m in [0, 1].
 """

@@ -3,8 +3,8 @@
 A status written into a file must be right for *that file's* formula, not for a neighbouring one:
 - `sat` at bound B: a mask with at most B units is known (HiGHS's optimum) and z3, through pySMT,
   confirms the exported formula with every mask variable fixed to it (a pure evaluation).
-- `unsat` at bound B: HiGHS proves that even the relaxation (`>=` instead of `>`, no strict margin,
-  within its feasibility tolerance) has no mask of weight <= B; the exact and the scaled formulas
+- `unsat` at bound B: HiGHS's lower bound, proven on the relaxation (`>=` instead of `>`, within
+  its feasibility tolerance, see `smugir.solve`), is above B; the exact and the scaled formulas
   are stricter than that relaxation, so they are unsat too. Where the relaxation cannot tell (a
   constraint that ties exactly), z3 decides the exported formula itself, within a time limit.
 Anything else stays unknown, and the file then carries no `:status`.
@@ -22,7 +22,6 @@ import numpy as np
 
 from pysmt.exceptions import SolverReturnedUnknownResultError
 
-from smugir.encoders.milp import MilpModel
 from smugir.encoders.pysmt import Encoding, encode, encode_network
 from smugir.errors import InputError
 from smugir.problem import MaskProblem, NetworkMaskProblem
@@ -44,10 +43,9 @@ def encoding_for(problem: Problem, logic: str) -> Encoding:
 
 @dataclass(frozen=True)
 class Optimum:
-    """HiGHS's optimum of a problem and how far it is proven for the exact (strict) constraints."""
+    """HiGHS's optimum of a problem; its bound is proven for the strict problem (see `smugir.solve`)."""
 
     solution: Solution
-    relaxed_bound: float | None  # proven lower bound of the non-strict relaxation
     seconds: float
 
     @property
@@ -56,23 +54,18 @@ class Optimum:
 
     @property
     def proven(self) -> bool:
-        """The optimum of the strict problem itself: no relaxed mask is cheaper (integer weights)."""
-        return (
-            self.solution.status == "optimal"
-            and self.relaxed_bound is not None
-            and np.ceil(self.relaxed_bound - 1e-6) >= self.solution.objective
-        )
+        return self.solution.status == "optimal"
+
+    @property
+    def lower_bound(self) -> float | None:
+        """inf when even the relaxation has no mask."""
+        return float("inf") if self.solution.status == "infeasible" else self.solution.bound
 
 
 def find_optimum(problem: Problem, timeout: float | None = None) -> Optimum:
     clock = time.perf_counter()
     solution = solve(problem, solver="highs", timeout=timeout)[0]
-    relaxed = MilpModel(problem, margin=0.0).solve(timeout)
-    if relaxed.status == "infeasible":
-        bound = float("inf")
-    else:
-        bound = relaxed.bound
-    return Optimum(solution, bound, time.perf_counter() - clock)
+    return Optimum(solution, time.perf_counter() - clock)
 
 
 def decision_status(encoding: Encoding, bound: int, optimum: Optimum, z3_seconds: float = 10.0) -> str | None:
@@ -80,7 +73,7 @@ def decision_status(encoding: Encoding, bound: int, optimum: Optimum, z3_seconds
     mask = optimum.solution.mask
     if mask is not None and optimum.solution.objective <= bound and _z3_check(encoding, bound, mask, None):
         return "sat"
-    if optimum.relaxed_bound is not None and optimum.relaxed_bound > bound + 1e-6:
+    if optimum.lower_bound is not None and optimum.lower_bound > bound + 1e-6:
         return "unsat"
     answer = _z3_check(encoding, bound, None, z3_seconds)
     return None if answer is None else ("sat" if answer else "unsat")

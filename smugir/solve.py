@@ -43,15 +43,22 @@ def _checked(problem: Problem, solution: Solution) -> Solution:
 
 
 def _highs(problem: Problem, timeout: float | None, solutions: int, **options) -> list[Solution]:
+    """HiGHS, first on the relaxation (`>=` for `>`): when its optimal mask passes the exact strict
+    check, it is optimal for the strict problem too, proven in one solve. Only a mask that ties a
+    bound within HiGHS's tolerance sends it to models with a strict margin, and then the
+    relaxation's bound is what is proven."""
     from smugir.encoders.milp import STRICT_MARGIN, MilpModel, version
 
     found: list[Solution] = []
     blocked: list[np.ndarray] = []
     deadline = None if timeout is None else time.monotonic() + timeout
-    margin = float(options.get("margin", STRICT_MARGIN))
-    start = _irreducible_mask(replace(problem, margin=problem.margin + margin)) if isinstance(problem, NetworkMaskProblem) else None
+    margins = (0.0, STRICT_MARGIN, STRICT_MARGIN * 100, STRICT_MARGIN * 10_000)
+    start = None
+    if isinstance(problem, NetworkMaskProblem):
+        start = _irreducible_mask(replace(problem, margin=problem.margin + STRICT_MARGIN))
     while len(found) < solutions:
-        for _attempt in range(3):
+        relaxed_bound = None
+        for margin in margins:
             model = MilpModel(problem, margin)
             for mask in blocked:
                 model.block(mask)
@@ -59,16 +66,31 @@ def _highs(problem: Problem, timeout: float | None, solutions: int, **options) -
                 model.start_from(start)
             left = None if deadline is None else max(deadline - time.monotonic(), 0.01)
             result = model.solve(left)
+            if margin == 0.0:
+                relaxed_bound = result.bound
             if result.mask is None or problem.is_satisfied(result.mask):
                 break
-            margin *= 100  # HiGHS tolerances let a mask through that fails exactly: tighten and resolve
+        status, bound = result.status, result.bound
+        if margin > 0:  # the margin model is stricter than the problem: only the relaxation's bound holds
+            bound = relaxed_bound
+            if status == "optimal" and (bound is None or not _bound_reaches(bound, result.objective, problem.weights)):
+                status = "feasible"
+            elif status == "infeasible":  # masks with a slack below the margin may still exist
+                status = "unknown"
         details = {"gap": result.gap, "strict_margin": margin}
-        solution = _checked(problem, Solution(result.status, result.mask, result.objective, result.bound, version(), result.seconds, details))
+        solution = _checked(problem, Solution(status, result.mask, result.objective, bound, version(), result.seconds, details))
         found.append(solution)
         if solution.mask is None or solution.status != "optimal":
             break
         blocked.append(solution.mask)
     return found
+
+
+def _bound_reaches(bound: float, objective: float, weights: np.ndarray) -> bool:
+    """Whether a lower bound proves `objective` optimal (integer weights: rounding the bound up)."""
+    if np.all(weights == np.round(weights)):
+        return float(np.ceil(bound - 1e-6)) >= objective
+    return bound >= objective - 1e-9
 
 
 def _irreducible_mask(problem: NetworkMaskProblem) -> np.ndarray | None:

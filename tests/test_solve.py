@@ -91,3 +91,15 @@ def test_bad_problems_and_backends():
         solve(problem, "pysmt:msat")
     with pytest.raises(SolverError, match="timeout"):
         solve(problem, timeout=0)
+
+
+def test_highs_claims_optimal_only_when_the_relaxation_proves_it():
+    """m0 + m1 + m2 > 1: the relaxation (>= 1) is met by one unit, which fails exactly; the mask of
+    two units is found but only the relaxation's bound 1 is proven, so it is reported feasible."""
+    tie = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.0]), np.ones(3), {})
+    (solution,) = solve(tie, "highs")
+    assert (solution.status, solution.objective, solution.bound) == ("feasible", 2.0, 1.0)
+    clear = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.5]), np.ones(3), {})
+    (solution,) = solve(clear, "highs")
+    assert (solution.status, solution.objective, solution.bound) == ("optimal", 2.0, 2.0)
+    assert solution.details["strict_margin"] == 0.0
