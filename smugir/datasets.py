@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -82,7 +82,9 @@ def select(items: list[Item], text_model: bool, spec: str | os.PathLike, limit: 
     return items[:limit]
 
 
-def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> list[Item]:
+def archive_entry(path: Path, key: str | None, fits: Callable[[np.ndarray], bool], what: str = "inputs") -> tuple[str, np.ndarray, np.ndarray | None]:
+    """(key, array, labels) of an .npz: the array named `key`, or else the only one that `fits`;
+    the integer `labels` array when there is one, checked against the array's length."""
     if not path.is_file():
         raise InputError(f"archive {str(path)!r} does not exist")
     try:
@@ -90,25 +92,38 @@ def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> lis
             arrays = {name: archive[name] for name in archive.files}
     except (ValueError, OSError) as exc:
         raise InputError(f"cannot read archive {str(path)!r}: {exc}") from None
-    size = int(np.prod(input_shape))
     if key is None:
-        candidates = [n for n, a in arrays.items() if np.issubdtype(a.dtype, np.number) and a.ndim >= 1 and a[:1].size == size]
+        candidates = [name for name, array in arrays.items() if fits(array)]
         if len(candidates) != 1:
             raise InputError(
-                f"archive {str(path)!r}: cannot tell which array holds the inputs ({', '.join(arrays) or 'none'}); "
+                f"archive {str(path)!r}: cannot tell which array holds the {what} ({', '.join(arrays) or 'none'}); "
                 f"name it as {path.name}:KEY"
             )
         key = candidates[0]
     if key not in arrays:
         raise InputError(f"archive {str(path)!r} has no array {key!r}; it has: {', '.join(arrays)}")
-    images = arrays[key]
-    labels = arrays.get("labels")
-    if labels is not None and (labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer)):
-        raise InputError(f"archive {str(path)!r}: 'labels' must be {len(images)} integers, got {labels.dtype} {list(labels.shape)}")
-    width = len(str(max(len(images) - 1, 0)))
+    array, labels = arrays[key], arrays.get("labels")
+    if labels is not None and (labels.shape != (len(array),) or not np.issubdtype(labels.dtype, np.integer)):
+        raise InputError(f"archive {str(path)!r}: 'labels' must be {len(array)} integers, got {labels.dtype} {list(labels.shape)}")
+    return key, array, None if labels is None else labels.astype(np.int64)
+
+
+def index_ids(count: int) -> list[str]:
+    """'00', '01', ...: zero-padded so that ids sort like the inputs."""
+    width = len(str(max(count - 1, 0)))
+    return [f"{i:0{width}d}" for i in range(count)]
+
+
+def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> list[Item]:
+    size = int(np.prod(input_shape))
+
+    def fits(array: np.ndarray) -> bool:
+        return np.issubdtype(array.dtype, np.number) and array.ndim >= 1 and array[:1].size == size
+
+    key, images, labels = archive_entry(path, key, fits)
     return [
-        _item(f"{i:0{width}d}", lambda i=i: check_input(images[i], input_shape, f"{path.name}:{key}[{i}]"), None if labels is None else int(labels[i]))
-        for i in range(len(images))
+        _item(id, lambda i=i: check_input(images[i], input_shape, f"{path.name}:{key}[{i}]"), None if labels is None else int(labels[i]))
+        for i, id in enumerate(index_ids(len(images)))
     ]
 
 
@@ -116,7 +131,7 @@ def _sentences(path: Path) -> Iterator[Item]:
     if not path.is_file():
         raise InputError(f"sentence file {str(path)!r} does not exist")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    width = len(str(max(len(lines) - 1, 0)))
+    ids = index_ids(len(lines))
     for number, line in enumerate(lines):
         if not line.strip():
             continue
@@ -127,7 +142,7 @@ def _sentences(path: Path) -> Iterator[Item]:
                 label = int(head)
             except ValueError:
                 raise InputError(f"{path.name} line {number + 1}: expected 'label<TAB>sentence', got {head!r} as the label") from None
-        yield Item(f"{number:0{width}d}", line.strip(), label)
+        yield Item(ids[number], line.strip(), label)
 
 
 def _clean_id(stem: str) -> str:

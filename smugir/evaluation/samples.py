@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smugir.datasets import read_dataset
+from smugir.datasets import archive_entry, index_ids, read_dataset
 from smugir.errors import InputError
 from smugir.inputs import normalise_pixels
 from smugir.model import Model
@@ -69,28 +69,13 @@ def _pixel_archive(spec: str, model: Model, layout: InputLayout, scale: float, m
     path, _, key = spec.rpartition(":") if not spec.endswith(".npz") else (spec, "", "")
     if not path.endswith(".npz") or not Path(path).is_file():
         raise InputError(f"--pixels reads an existing file.npz[:key], got {spec!r}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read archive {path!r}: {exc}") from None
     shapes = ((layout.height, layout.width), (layout.height, layout.width, layout.channels))
-    if not key:
-        fitting = [name for name, array in arrays.items() if array.shape[1:] in shapes]
-        if len(fitting) != 1:
-            raise InputError(f"archive {path!r}: cannot tell which array holds the images ({', '.join(arrays)}); name it as {Path(path).name}:KEY")
-        key = fitting[0]
-    if key not in arrays:
-        raise InputError(f"archive {path!r} has no array {key!r}; it has: {', '.join(arrays)}")
-    images = np.asarray(arrays[key], dtype=np.float64)
+    key, images, labels = archive_entry(Path(path), key or None, lambda array: array.shape[1:] in shapes, "images")
+    images = np.asarray(images, dtype=np.float64)
     if images.shape[1:] not in shapes or not np.all(np.isfinite(images)):
         raise InputError(f"{Path(path).name}:{key} must hold finite images (N, {layout.height}, {layout.width}[, {layout.channels}]) "
                          f"for this model, got {list(images.shape)}")
     chw = images.reshape(len(images), layout.height, layout.width, -1).transpose(0, 3, 1, 2)
     values = normalise_pixels(chw, scale, mean, std)
     inputs = np.stack([layout.from_image(v, model.input_shape) for v in values]) if len(values) else np.zeros((0, *model.input_shape))
-    labels = arrays.get("labels")
-    if labels is not None and (labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer)):
-        raise InputError(f"archive {path!r}: 'labels' must be {len(images)} integers, got {labels.dtype} {list(labels.shape)}")
-    width = len(str(max(len(images) - 1, 0)))
-    return [f"{i:0{width}d}" for i in range(len(images))], inputs, None if labels is None else labels.astype(np.int64)
+    return index_ids(len(images)), inputs, labels
