@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import statistics
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -48,6 +51,7 @@ class BatchOptions:
     rank: str = "ig"
     solver: str = DEFAULT_SOLVER
     timeout: float | None = None  # seconds for the solver per input; the best mask so far is kept
+    input_timeout: float | None = None  # wall-clock seconds per input (local runs): then an error line
     vocab: str | None = None  # text models
     session_threads: int = 0  # onnxruntime threads per worker (0: its default)
 
@@ -67,13 +71,40 @@ def explain_item(model_path: str, item: Item, options: BatchOptions) -> ItemResu
     """Explain one input; any failure becomes an error record, so one bad input never stops a batch."""
     clock = time.perf_counter()
     try:
-        result = _explain(model_path, item, options)
+        with _time_limit(options.input_timeout):
+            result = _explain(model_path, item, options)
     except Exception as exc:  # noqa: BLE001 (a batch records every failure and goes on)
-        kind = "input" if isinstance(exc, SmugError) else "crash"
+        kind = "timeout" if isinstance(exc, InputTimeout) else "input" if isinstance(exc, SmugError) else "crash"
         detail = str(exc) if isinstance(exc, SmugError) else traceback.format_exc(limit=-3)
         result = ItemResult({"status": "error", "error_kind": kind, "error": f"{type(exc).__name__}: {exc}", "detail": detail})
     result.record = {"id": item.id, "label": item.label, **result.record, "seconds": time.perf_counter() - clock}
     return result
+
+
+class InputTimeout(SmugError):
+    """One input took longer than `input_timeout`."""
+
+
+@contextmanager
+def _time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise InputTimeout in this thread after `seconds` of wall-clock time (SIGALRM: POSIX, main
+    thread only, i.e. serial and process-pool runs, not Dask's worker threads). A native call (a
+    HiGHS solve, an onnxruntime run) finishes before the signal is handled; the solver has its own
+    time limit."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise InputTimeout(f"the input took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _model(model_path: str, threads: int):

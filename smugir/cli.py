@@ -278,6 +278,7 @@ def _batch(args: argparse.Namespace) -> int:
         top_k=args.top_k, gamma=args.gamma, window=args.window, segments=args.segments, baseline=args.baseline,
         method=args.method, ig_steps=args.ig_steps, layout=args.layout, image_shape=args.image_shape,
         margin=args.margin, rank=args.rank, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
+        input_timeout=args.input_timeout,
     )
     with _progress_bar() as start:
         report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start)
@@ -339,6 +340,7 @@ def _add_batch(commands) -> None:
     batch.add_argument("--out", required=True, help="results folder (created if missing; reruns resume in it)")
     batch.add_argument("--solver", default=DEFAULT_SOLVER, help=f"highs, z3, z3-optimize or pysmt:NAME (default {DEFAULT_SOLVER})")
     batch.add_argument("--timeout", type=float, help="solver seconds per input; the best mask so far is kept (status feasible)")
+    batch.add_argument("--input-timeout", type=float, help="wall-clock seconds per input, local runs: an input still running becomes an error line")
     batch.add_argument("--workers", type=int, help="local worker processes (default: the number of cores)")
     batch.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run on that cluster instead (extra 'dist')")
     batch.add_argument("--limit", type=int, help="only the first N inputs")

@@ -165,3 +165,13 @@ def test_a_dataset_of_the_wrong_kind_is_refused_before_any_work(tmp_path, capsys
     assert main(["batch", str(MNIST), str(SAMPLES), "--limit", "0", "--out", str(tmp_path / "c")]) == 2
     assert "limit must be >= 1" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_input_timeout_makes_an_error_line_and_the_rerun_finishes(tmp_path):
+    out = tmp_path / "run"
+    items = _items()[:3]
+    report = run_batch(MNIST, items, out, BatchOptions(top_k=16, window=2, input_timeout=0.001), workers=1)
+    assert report.statuses == {"error": 3}
+    assert all(r["error_kind"] == "timeout" and "longer than 0.001 s" in r["error"] for r in _lines(out))
+    report = run_batch(MNIST, items, out, OPTIONS, workers=1)
+    assert report.processed == 3 and report.statuses == {"optimal": 3}
