@@ -19,6 +19,7 @@ from onnx import numpy_helper
 
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.model import Model, model_from_proto, suffix_model
+from smugir.solve import DEFAULT_SOLVER
 from smugir.units import InputLayout, MaskUnits, segment_units
 
 if TYPE_CHECKING:
@@ -105,6 +106,12 @@ def text_model(model: Model) -> TextModel:
     return TextModel(model, embedded, table, length)
 
 
+def check_vocabulary(text: TextModel, vocabulary: Vocabulary) -> None:
+    """Every id of the vocabulary must have a row in the model's embedding table."""
+    if len(vocabulary.tokens) > text.table.shape[0]:
+        raise InputError(f"the vocabulary has {len(vocabulary.tokens)} tokens but the embedding table only {text.table.shape[0]} rows")
+
+
 def word_layout(text: TextModel) -> InputLayout:
     """One row per position, one column per embedding dimension, in the embedded tensor's order."""
     length, dim = text.length, text.table.shape[1]
@@ -153,8 +160,7 @@ def prepare_sentence(
     from smugir.explain import prepare_units
 
     text = model if isinstance(model, TextModel) else text_model(model)
-    if len(vocabulary.tokens) > text.table.shape[0]:
-        raise InputError(f"the vocabulary has {len(vocabulary.tokens)} tokens but the embedding table only {text.table.shape[0]} rows")
+    check_vocabulary(text, vocabulary)
     ids, words = vocabulary.encode(sentence, text.length)
     x = text.embed(ids)
     if baseline == "zero":
@@ -174,13 +180,13 @@ def explain_sentence(
     sentence: str,
     vocabulary: Vocabulary,
     baseline: str = "zero",
-    solver: str | None = None,
+    solver: str = DEFAULT_SOLVER,
     timeout: float | None = None,
     solutions: int = 1,
     **options,
 ) -> SentenceExplanation:
     """Explain a text classifier on one sentence; `options` are those of `smugir.explain.prepare_units`."""
-    from smugir.explain import DEFAULT_SOLVER, finish
+    from smugir.explain import finish
 
     setup, words, ids = prepare_sentence(model, sentence, vocabulary, baseline, **options)
-    return SentenceExplanation(words, ids, finish(setup, solver or DEFAULT_SOLVER, timeout, solutions))
+    return SentenceExplanation(words, ids, finish(setup, solver, timeout, solutions))

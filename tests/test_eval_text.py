@@ -74,3 +74,10 @@ def test_cli_text_eval_errors(tmp_path, capsys):
     assert "unknown text saliency method" in capsys.readouterr().err
     assert main(["sanity", str(MODEL), str(SENTENCES), "--vocab", str(VOCAB)]) == 2
     assert "token ids" in capsys.readouterr().err
+
+
+def test_a_vocabulary_larger_than_the_embedding_table_is_refused(tmp_path, capsys):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text(VOCAB.read_text() + "\n".join(f"extra{i}" for i in range(200)))
+    assert main(["eval", str(MODEL), str(SENTENCES), "--vocab", str(vocab), "--limit", "2", "--methods", "occlusion"]) == 2
+    assert "embedding table only 9022 rows" in capsys.readouterr().err

@@ -20,8 +20,9 @@ from smugir.errors import InputError
 from smugir.evaluation.comparison import Record
 from smugir.evaluation.metrics import sparsity, text_saliency_metric
 from smugir.explain import finish
+from smugir.solve import DEFAULT_SOLVER
 from smugir.model import Model
-from smugir.text import TextModel, Vocabulary, prepare_sentence, text_model
+from smugir.text import TextModel, Vocabulary, check_vocabulary, prepare_sentence, text_model
 from smugir.verify import probabilities
 
 TEXT_METHODS = ("smug", "smug_base", "ig", "gradient", "occlusion")
@@ -47,18 +48,21 @@ def word_scores(method: str, text: TextModel, vocabulary: Vocabulary, sentence: 
     """(token ids, one score per position) of `method` for class `label`; padding positions score 0."""
     if method not in TEXT_METHODS:
         raise InputError(f"unknown text saliency method {method!r}; accepted: {', '.join(TEXT_METHODS)}")
-    options = dict(smug or {})
-    solver, timeout = options.pop("solver", None), options.pop("timeout", None)
-    setup, words, ids = prepare_sentence(text, sentence, vocabulary, label=label,
-                                         method="smug_base" if method == "smug_base" else options.pop("method", "smug"), **options)
-    scores = np.zeros(ids.size)
     if method in ("smug", "smug_base"):
-        explanation = finish(setup, solver or "highs", timeout)
-        kept = explanation.unit_mask
-        scores[: len(words)] = np.where(kept, explanation.unit_saliency, 0.0)[: len(words)]
-    elif method in ("ig", "gradient"):
+        options = dict(smug or {})
+        solver, timeout = options.pop("solver", None) or DEFAULT_SOLVER, options.pop("timeout", None)
+        encoding = "smug_base" if method == "smug_base" else options.pop("method", "smug")
+        setup, words, ids = prepare_sentence(text, sentence, vocabulary, label=label, method=encoding, **options)
+        explanation = finish(setup, solver, timeout)
+        scores = np.zeros(ids.size)
+        scores[: len(words)] = np.where(explanation.unit_mask, explanation.unit_saliency, 0.0)[: len(words)]
+        return ids, scores
+    # The other methods need neither IG over the conv layer nor a masking problem: only the ids.
+    ids, words = vocabulary.encode(sentence, text.length)
+    scores = np.zeros(ids.size)
+    if method in ("ig", "gradient"):
         gradient = provider_for(text.embedded, text.embedded.input_name, "logit")
-        x = setup.x.reshape(text.length, -1).astype(np.float64)
+        x = text.embed(ids).reshape(text.length, -1).astype(np.float64)
         if method == "ig":
             per_element = integrated_gradients(gradient, x, label, IG_STEPS, target="logit").scores.reshape(x.shape)
         else:
@@ -89,6 +93,7 @@ def compare_sentences(
     if only_correct and any(item.label is None for item in items):
         raise InputError("keeping only the correctly classified sentences needs labels: use a .tsv of label<TAB>sentence")
     text = text_model(model)
+    check_vocabulary(text, vocabulary)
     classify = SentenceClassifier(model)
     records, skipped = [], []
     for item in progress(items):
