@@ -17,6 +17,7 @@ from smugir.exporters.files import check_folder, check_target, write_text
 from smugir.exporters.milp import write_milp
 from smugir.exporters.smtlib import smtlib_text
 from smugir.instances import (
+    BOUND_CHOICES,
     Instance,
     Problem,
     decision_status,
@@ -50,8 +51,8 @@ def export_problem(
             raise InputError("--bound and --objective apply to SMT-LIB files; MPS and LP files hold the minimisation")
         if path.suffix.lower() != f".{format}":
             raise InputError(f"a {format.upper()} file must end in .{format}, got {path.name!r}")
-        write_milp(problem, path, force)
-        return Instance(path.name, str((source or {}).get("input", "")), "milp", format, None, "", problem.n_units, _rows(problem), 0.0)
+        written = write_milp(problem, path, force)
+        return Instance(path.name, str((source or {}).get("input", "")), "milp", format, None, "", written.columns, written.rows, 0.0)
     encoding = encoding_for(problem, logic)
     if objective == "omt":
         if bound is not None:
@@ -60,9 +61,10 @@ def export_problem(
         return _instance(path, source, "omt", encoding, None, "", 0.0)
     if bound is None:
         raise InputError("a decision problem needs --bound B (a number, opt or opt-1)")
-    numeric = None if str(bound) in ("opt", "opt-1") else resolve_bound(bound, None)
+    if str(bound) not in BOUND_CHOICES:
+        resolve_bound(bound, None)  # a bad number fails before HiGHS runs
     optimum = find_optimum(problem, timeout)
-    value = resolve_bound(bound, optimum) if numeric is None else numeric
+    value = resolve_bound(bound, optimum)
     status = decision_status(encoding, value, optimum)
     write_text(path, smtlib_text(encoding, "bound", value, status, source), force)
     return _instance(path, source, "decision", encoding, value, status or "unknown", optimum.seconds)
@@ -103,9 +105,9 @@ def export_family(
             expected = str(optimum.value) if optimum.proven else "unknown"
             rows.append(_instance(path, source, "omt", encoding, None, expected, optimum.seconds))
             if milp:
-                path = staging / f"{name}.mps"
-                write_milp(problem, path)
-                rows.append(Instance(path.name, str(source.get("input", name)), "milp", "mps", None, expected, problem.n_units, _rows(problem), round(optimum.seconds, 4)))
+                written = write_milp(problem, staging / f"{name}.mps")
+                rows.append(Instance(written.path.name, str(source.get("input", name)), "milp", "mps", None, expected,
+                                     written.columns, written.rows, round(optimum.seconds, 4)))
         write_text(staging / "instances.csv", instances_csv(rows), force=True)
         _move_into(staging, folder, force)
     finally:
@@ -116,10 +118,6 @@ def export_family(
 def _instance(path: Path, source, kind: str, encoding, bound: int | None, expected: str, seconds: float) -> Instance:
     variables, constraints = formula_size(encoding)
     return Instance(path.name, str((source or {}).get("input", "")), kind, str(encoding.logic), bound, expected, variables, constraints, round(seconds, 4))
-
-
-def _rows(problem: Problem) -> int:
-    return int(getattr(problem, "n_constraints", 0))
 
 
 def _move_into(staging: Path, folder: Path, force: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from smugir.encoders.milp import MilpModel
@@ -18,7 +19,14 @@ from smugir.problem import MaskProblem, NetworkMaskProblem
 FORMATS = ("mps", "lp")
 
 
-def write_milp(problem: MaskProblem | NetworkMaskProblem, path: str | os.PathLike, force: bool = False) -> Path:
+@dataclass(frozen=True)
+class MilpFile:
+    path: Path
+    columns: int  # mask bits, plus hidden neurons and their phases for whole networks
+    rows: int
+
+
+def write_milp(problem: MaskProblem | NetworkMaskProblem, path: str | os.PathLike, force: bool = False) -> MilpFile:
     """Write the model; the format follows the suffix (.mps or .lp). All or nothing."""
     path = check_target(path, force)
     suffix = path.suffix.lower().lstrip(".")
@@ -35,4 +43,4 @@ def write_milp(problem: MaskProblem | NetworkMaskProblem, path: str | os.PathLik
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return path
+    return MilpFile(path, model.highs.getNumCol(), model.highs.getNumRow())

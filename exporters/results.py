@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from smugir.errors import OutputError
 from smugir.exporters.report import json_ready
@@ -23,7 +23,7 @@ class ResultsFile:
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise OutputError(f"cannot write {str(self.path)!r}: the folder {str(self.path.parent)!r} does not exist")
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, dict[str, Any]] = {}  # the last line of every id (a retried error is replaced)
         if self.path.exists():
             self._recover()
 
@@ -54,8 +54,3 @@ class ResultsFile:
             stream.flush()
             os.fsync(stream.fileno())
         self.records[str(record["id"])] = record
-
-    def latest(self) -> Iterator[dict[str, Any]]:
-        """The last record of every id (a retried error is replaced by its new result)."""
-        return iter(self.records.values())
-

@@ -18,7 +18,9 @@ import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -64,9 +66,6 @@ class ItemResult:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-_models: dict[str, Any] = {}  # per worker process: the model of the batch, loaded once
-
-
 def explain_item(model_path: str, item: Item, options: BatchOptions) -> ItemResult:
     """Explain one input; any failure becomes an error record, so one bad input never stops a batch."""
     clock = time.perf_counter()
@@ -107,19 +106,27 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+@lru_cache(maxsize=4)
+def _vocabulary(path: str):
+    """Read once per worker process, not once per sentence."""
+    from smugir.text import Vocabulary
+
+    return Vocabulary.load(path)
+
+
+@lru_cache(maxsize=4)
 def _model(model_path: str, threads: int):
+    """Loaded once per worker process (with its onnxruntime thread count), not once per input."""
     from smugir.model import load_model, set_session_threads
 
-    if model_path not in _models:
-        set_session_threads(threads)
-        _models[model_path] = load_model(model_path)
-    return _models[model_path]
+    set_session_threads(threads)
+    return load_model(model_path)
 
 
 def _explain(model_path: str, item: Item, options: BatchOptions) -> ItemResult:
     from smugir.explain import finish, prepare
     from smugir.inputs import load_segments
-    from smugir.text import Vocabulary, is_text_model, prepare_sentence
+    from smugir.text import is_text_model, prepare_sentence
     from smugir.units import input_layout
 
     if item.error:
@@ -129,7 +136,7 @@ def _explain(model_path: str, item: Item, options: BatchOptions) -> ItemResult:
         if not isinstance(item.x, str) or options.vocab is None:
             raise InputError("a text model needs sentences and a vocabulary (--vocab)")
         setup, words, _ = prepare_sentence(
-            model, item.x, Vocabulary.load(options.vocab), options.baseline, top_k=options.top_k, gamma=options.gamma,
+            model, item.x, _vocabulary(options.vocab), options.baseline, top_k=options.top_k, gamma=options.gamma,
             method=options.method, ig_steps=options.ig_steps, rank=options.rank,
         )
         explanation = finish(setup, options.solver, options.timeout)
@@ -243,7 +250,7 @@ def run_batch(
         _run_pool(workers, model_path, todo, options, finished)
     ids = {item.id for item in items}
     return _report(len(items), len(items) - len(todo), len(todo), time.perf_counter() - clock,
-                   [r for r in results.latest() if str(r["id"]) in ids])
+                   [r for r in results.records.values() if str(r["id"]) in ids])
 
 
 def _check_unique(ids: list[str]) -> None:
@@ -266,7 +273,7 @@ def _save(out: Path, result: ItemResult, results: ResultsFile) -> None:
 
 def _run_pool(workers: int, model_path: str, items: Iterable[Item], options: BatchOptions, finished) -> None:
     """A spawn-started pool (onnxruntime and fork do not mix), one onnxruntime thread per worker."""
-    options = BatchOptions(**{**asdict(options), "session_threads": 1})
+    options = replace(options, session_threads=1)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
         pending: dict[Future, Item] = {pool.submit(explain_item, model_path, item, options): item for item in items}
@@ -291,7 +298,7 @@ def _run_dask(scheduler: str, model_path: str, items: Sequence[Item], options: B
         from dask.distributed import Client, as_completed
     except ImportError:
         raise MissingDependencyError("--scheduler needs dask.distributed: pip install 'smugir[dist]'") from None
-    options = BatchOptions(**{**asdict(options), "session_threads": 1})
+    options = replace(options, session_threads=1)
     try:
         client = Client(scheduler, timeout="10s")
     except (OSError, TimeoutError) as exc:
@@ -312,9 +319,7 @@ def _run_dask(scheduler: str, model_path: str, items: Sequence[Item], options: B
 
 
 def _report(inputs: int, skipped: int, processed: int, seconds: float, records: list[dict[str, Any]]) -> BatchReport:
-    statuses: dict[str, int] = {}
-    for record in records:
-        statuses[record["status"]] = statuses.get(record["status"], 0) + 1
+    statuses = Counter(record["status"] for record in records)
     solve = sorted(r["timings"].get("solve", 0.0) for r in records if r["status"] != "error")
     sparsity = [r["sparsity"] for r in records if r["status"] != "error"]
     return BatchReport(

@@ -140,20 +140,15 @@ def _export(args: argparse.Namespace) -> int:
 def _export_benchmarks(args: argparse.Namespace) -> int:
     from rich.progress import track
 
-    from smugir.datasets import read_dataset, select
     from smugir.exporters.files import check_folder
     from smugir.exporters.instances import export_family
     from smugir.instances import parse_bounds
     from smugir.model import load_model
-    from smugir.text import is_text_model
-    from smugir.units import input_layout
 
     bounds = parse_bounds(args.bounds)
     check_folder(args.out, ["instances.csv"], args.force)
     model = load_model(args.model)
-    layout = None if is_text_model(model) else input_layout(model.input_shape, args.layout, args.image_shape)
-    items = read_dataset(args.dataset, model.input_shape, layout, args.scale, args.mean, args.std)
-    items = select(items, layout is None, args.dataset, args.limit)
+    items = _dataset_items(args, model)
 
     def problems():
         for item in track(items, description="exporting", transient=True):
@@ -263,17 +258,23 @@ def _add_export(commands) -> None:
     family.set_defaults(run=_export_benchmarks)
 
 
-def _batch(args: argparse.Namespace) -> int:
-    from smugir.batch import BatchOptions, run_batch
+def _dataset_items(args: argparse.Namespace, model):
+    """DATASET's items (at most --limit), checked to be what the model takes: sentences or arrays."""
     from smugir.datasets import read_dataset, select
-    from smugir.model import load_model
     from smugir.text import is_text_model
     from smugir.units import input_layout
 
-    model = load_model(args.model)
     layout = None if is_text_model(model) else input_layout(model.input_shape, args.layout, args.image_shape)
     items = read_dataset(args.dataset, model.input_shape, layout, args.scale, args.mean, args.std)
-    items = select(items, layout is None, args.dataset, args.limit)
+    return select(items, layout is None, args.dataset, args.limit)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from smugir.batch import BatchOptions, run_batch
+    from smugir.model import load_model
+
+    model = load_model(args.model)
+    items = _dataset_items(args, model)
     options = BatchOptions(
         top_k=args.top_k, gamma=args.gamma, window=args.window, segments=args.segments, baseline=args.baseline,
         method=args.method, ig_steps=args.ig_steps, layout=args.layout, image_shape=args.image_shape,

@@ -12,28 +12,27 @@ from smugir.model import load_model
 SAMPLES_PER_MODEL = 4
 
 
-def test_default_ig_is_complete_within_one_percent(real_model):
+def _converged(real_model):
+    """(name, model, layer, x, label, default IG result) for the first samples of a real model."""
     name, path, samples = real_model
     model = load_model(path)
     layer = first_layer(model)
     for x in samples[:SAMPLES_PER_MODEL]:
         x = x.reshape(model.input_shape)
         label = int(np.argmax(model.run(x)[0]))
-        result = first_layer_attribution(model, layer, x, label)
+        yield name, model, layer, x, label, first_layer_attribution(model, layer, x, label)
+
+
+def test_default_ig_is_complete_within_one_percent(real_model):
+    for name, _, _, _, _, result in _converged(real_model):
         assert result.completeness_error <= TOLERANCE, (name, result.steps, result.completeness_error)
         assert result.scores.sum() == pytest.approx(result.f_h - result.f_0, rel=TOLERANCE)
         assert result.steps <= MAX_STEPS
 
 
 def test_top_k_is_stable_when_the_steps_double(real_model):
-    name, path, samples = real_model
-    model = load_model(path)
-    layer = first_layer(model)
-    for x in samples[:SAMPLES_PER_MODEL]:
-        x = x.reshape(model.input_shape)
-        label = int(np.argmax(model.run(x)[0]))
+    for name, model, layer, x, label, converged in _converged(real_model):
         activations = layer.activations(x)
-        converged = first_layer_attribution(model, layer, x, label)
         doubled = first_layer_attribution(model, layer, x, label, steps=2 * converged.steps)
         a = set(top_k(converged.scores, activations, 32).tolist())
         b = set(top_k(doubled.scores, activations, 32).tolist())
