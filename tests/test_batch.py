@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,3 +176,62 @@ def test_input_timeout_makes_an_error_line_and_the_rerun_finishes(tmp_path):
     assert all(r["error_kind"] == "timeout" and "longer than 0.001 s" in r["error"] for r in _lines(out))
     report = run_batch(MNIST, items, out, OPTIONS, workers=1)
     assert report.processed == 3 and report.statuses == {"optimal": 3}
+
+
+def test_bad_datasets_are_named(tmp_path):
+    model = load_model(MNIST)
+    layout = input_layout(model.input_shape)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no images"):
+        read_dataset(tmp_path / "empty", model.input_shape, layout)
+    bad_tsv = tmp_path / "s.tsv"
+    bad_tsv.write_text("positive\ta fine film\n")
+    with pytest.raises(InputError, match="line 1: expected 'label<TAB>sentence'"):
+        read_dataset(bad_tsv, model.input_shape, None)
+    images = np.zeros((2, 28, 28), np.float32)
+    np.savez(tmp_path / "two.npz", a=images, b=images)
+    with pytest.raises(InputError, match="cannot tell which array holds the inputs"):
+        read_dataset(tmp_path / "two.npz", model.input_shape, layout)
+    np.savez(tmp_path / "labels.npz", images=images, labels=np.array([0.5, 1.5]))
+    with pytest.raises(InputError, match="'labels' must be 2 integers"):
+        read_dataset(f"{tmp_path / 'labels.npz'}:images", model.input_shape, layout)
+    with pytest.raises(InputError, match="is not an .npz archive, a folder of images"):
+        read_dataset(tmp_path / "data.csv", model.input_shape, layout)
+
+
+def test_a_results_file_of_something_else_is_refused(tmp_path):
+    from smugir.errors import OutputError
+    from smugir.exporters.results import ResultsFile
+
+    (tmp_path / "results.jsonl").write_text('{"status": "optimal"}\n')
+    with pytest.raises(OutputError, match="line 1 has no id"):
+        ResultsFile(tmp_path / "results.jsonl")
+
+
+def test_scheduler_without_dask_says_which_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if the extra were missing
+    assert main(["batch", str(MNIST), str(SAMPLES), "--limit", "1", "--scheduler", "tcp://127.0.0.1:9", "--out", str(tmp_path / "o")]) == 2
+    assert "pip install 'smugir[dist]'" in capsys.readouterr().err
+
+
+class _KillsItsWorker:
+    """Unpickling it in a worker process ends that process, as a segfault in a native library would."""
+
+    def __reduce__(self):
+        import os
+
+        return os._exit, (1,)
+
+
+def test_a_dead_worker_is_an_error_line_and_the_rerun_retries(tmp_path):
+    from smugir.datasets import Item
+
+    items = _items()[:2]
+    doomed = Item("doomed", _KillsItsWorker(), None)
+    out = tmp_path / "run"
+    report = run_batch(MNIST, [doomed, *items], out, OPTIONS, workers=2)
+    records = {r["id"]: r for r in _lines(out)}
+    assert records["doomed"]["status"] == "error" and "worker process died" in records["doomed"]["error"]
+    assert report.statuses.get("error", 0) >= 1
+    report = run_batch(MNIST, items, out, OPTIONS, workers=1)  # whatever died with it is retried
+    assert {r["id"]: r["status"] for r in _lines(out) if r["id"] != "doomed"} == {i.id: "optimal" for i in items}

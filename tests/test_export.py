@@ -18,7 +18,8 @@ from pysmt.smtlib.parser import SmtLibParser
 
 import external_solvers
 from smugir.cli import main
-from smugir.exporters.instances import export_problem
+from smugir.errors import InputError
+from smugir.exporters.instances import export_family, export_problem
 from smugir.exporters.smtlib import smtlib_text
 from smugir.instances import decision_status, encoding_for, find_optimum
 from smugir.problem import MaskProblem
@@ -264,3 +265,25 @@ def test_statuses_hold_for_the_strict_problem_even_on_ties():
     assert decision_status(encoding, 2, optimum) == "sat"
     clear = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.5]), np.ones(3), {})
     assert find_optimum(clear).proven
+
+
+def test_export_options_that_do_not_fit_each_other(tmp_path, capsys):
+    args = ["export", str(MNIST), f"{SAMPLES}:images[0]", "--window", "7"]
+    assert main([*args, "--objective", "omt", "--bound", "3", "--out", str(tmp_path / "x.smt2")]) == 2
+    assert "drop it for --objective omt" in capsys.readouterr().err
+    assert main([*args, "--format", "lp", "--out", str(tmp_path / "x.mps")]) == 2
+    assert "must end in .lp" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_opt_bounds_need_a_proven_optimum(tmp_path):
+    """A tie leaves HiGHS with a mask it cannot prove optimal: `opt` is refused for one file, and a
+    family records the input as skipped instead of writing a wrong status."""
+    tie = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.0]), np.ones(3), {})
+    with pytest.raises(InputError, match="needs a proven optimum"):
+        export_problem(tie, tmp_path / "x.smt2", bound="opt")
+    rows = export_family([("tie", tie, {"input": "tie"})], tmp_path / "family")
+    decisions = [r for r in rows if r.kind == "decision"]
+    assert [r.file for r in decisions] == ["", ""] and all(r.expected.startswith("skipped: ") for r in decisions)
+    assert next(r for r in rows if r.kind == "omt").expected == "unknown"
+    assert sorted(p.name for p in (tmp_path / "family").iterdir()) == ["instances.csv", "tie_omt.smt2"]
