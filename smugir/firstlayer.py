@@ -652,11 +652,6 @@ def _conv_params(node, graph, affine):
     if shape[1] != weight.shape[1] * group or weight.shape[0] % group:
         raise UnsupportedModelError(f"Conv node {_node_label(node)!r}: weight {list(weight.shape)} and group {group} do not fit {shape[1]} input channels")
     window = conv_window(node, weight.shape, shape[2:])
-    if any(d != 1 for d in window.dilations) and _text(attrs.get("auto_pad", "NOTSET")).startswith("SAME"):
-        raise UnsupportedModelError(
-            f"Conv node {_node_label(node)!r} combines auto_pad {_text(attrs['auto_pad'])} with dilations {window.dilations}, "
-            "which onnxruntime does not run; give explicit pads instead"
-        )
     out_spatial = window.output_spatial(shape[2:])
     if min(out_spatial) < 1:
         raise UnsupportedModelError(f"Conv node {_node_label(node)!r} produces an empty output from {list(shape[2:])}")

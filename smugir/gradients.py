@@ -279,10 +279,13 @@ def _pad(b, node, g, need):
     if pads is None or np.any(pads < 0):
         raise UnsupportedOpError(node.name, "Pad", "with run-time or negative pads", ["Pad with constant non-negative pads"])
     rank = len(pads) // 2
-    x_shape = b.shape(node.input[0], node)
-    starts = pads[:rank]
-    ends = starts + np.array(x_shape)
-    return {node.input[0]: b.add("Slice", [g, b.const(starts, np.int64), b.const(ends, np.int64)])}
+    x_shape = np.array(b.shape(node.input[0], node))
+    axes = [axis for axis in range(rank) if pads[axis] or pads[axis + rank]]  # never the batch axis unless padded
+    if not axes:
+        return {node.input[0]: g}
+    starts = pads[axes]
+    ends = starts + x_shape[axes]
+    return {node.input[0]: b.add("Slice", [g, b.const(starts, np.int64), b.const(ends, np.int64), b.const(axes, np.int64)])}
 
 
 def _softmax(b, node, g, need):
@@ -350,8 +353,9 @@ def gradient_model(model: onnx.ModelProto, wrt: str, target: str = "probability"
         value = b.add("ReduceSum", [b.add("Mul", [logits, one_hot]), b.const([-1], np.int64)], keepdims=0)
         seed = b.add("Add", [b.add("Mul", [logits, b.const(0.0)]), one_hot])
     b.grads[logits] = seed
+    feeds_logits = _ancestors(graph, logits)
     forward = [n for n in graph.node if n.op_type != "Constant" and any(i in depends for i in n.input)]
-    forward = [n for n in forward if n.output[0] in depends and _reaches(n.output[0], logits, graph)]
+    forward = [n for n in forward if n.output[0] in depends and n.output[0] in feeds_logits]
     for node in reversed(forward):
         g = b.grads.get(node.output[0])
         if g is None:
@@ -379,17 +383,20 @@ def gradient_model(model: onnx.ModelProto, wrt: str, target: str = "probability"
     return out
 
 
-def _reaches(tensor: str, target: str, graph: onnx.GraphProto) -> bool:
-    frontier, seen = [tensor], set()
-    while frontier:
-        name = frontier.pop()
-        if name == target:
-            return True
+def _ancestors(graph: onnx.GraphProto, target: str) -> set[str]:
+    """Every tensor `target` is computed from (itself included): one walk back, linear in the graph."""
+    producers = {out: node for node in graph.node for out in node.output}
+    seen: set[str] = set()
+    stack = [target]
+    while stack:
+        name = stack.pop()
         if name in seen:
             continue
         seen.add(name)
-        frontier.extend(o for n in graph.node if name in n.input for o in n.output)
-    return False
+        node = producers.get(name)
+        if node is not None:
+            stack.extend(i for i in node.input if i and i not in seen)
+    return seen
 
 
 def _at_opset(model: onnx.ModelProto) -> onnx.ModelProto:
