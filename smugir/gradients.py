@@ -129,6 +129,46 @@ def _clip(b, node, g, need):
     return {x: b.add("Where", [keep, g, b.const(0.0)])}
 
 
+def _hard_sigmoid(b, node, g, need):
+    """y = max(0, min(1, alpha x + beta)): slope alpha where 0 < alpha x + beta < 1."""
+    attrs = node_attributes(node)
+    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    inner = b.add("Add", [b.add("Mul", [node.input[0], b.const(alpha)]), b.const(beta)])
+    inside = b.add("And", [b.add("Greater", [inner, b.const(0.0)]), b.add("Less", [inner, b.const(1.0)])])
+    return {node.input[0]: b.add("Where", [inside, b.add("Mul", [g, b.const(alpha)]), b.const(0.0)])}
+
+
+def _hard_swish(b, node, g, need):
+    """y = x max(0, min(1, x/6 + 1/2)): dy/dx = 0 below -3, 1 above 3, x/3 + 1/2 between."""
+    x = node.input[0]
+    slope = b.add("Add", [b.add("Div", [x, b.const(3.0)]), b.const(0.5)])
+    slope = b.add("Where", [b.add("Greater", [x, b.const(3.0)]), b.const(1.0), slope])
+    slope = b.add("Where", [b.add("Less", [x, b.const(-3.0)]), b.const(0.0), slope])
+    return {x: b.add("Mul", [g, slope])}
+
+
+def _reduce(b, node, g, need):
+    """ReduceSum / ReduceMean: the gradient spreads back over the reduced axes (divided by their size for a mean)."""
+    attrs = node_attributes(node)
+    x_shape = b.shape(node.input[0], node)
+    rank = len(x_shape)
+    axes_input = b.constants.get(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    if len(node.input) > 1 and node.input[1] and axes_input is None:
+        raise UnsupportedOpError(node.name, node.op_type, "with axes computed at run time", [f"{node.op_type} with constant axes"])
+    axes = list(attrs.get("axes", [])) if axes_input is None else [int(a) for a in np.ravel(axes_input)]
+    if not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            return {node.input[0]: g}
+        axes = list(range(rank))
+    axes = sorted(a % rank for a in axes)
+    if not attrs.get("keepdims", 1):
+        g = b.add("Unsqueeze", [g, b.const(axes, np.int64)])
+    spread = b.add("Expand", [g, b.add("Shape", [node.input[0]])])
+    if node.op_type == "ReduceMean":
+        spread = b.add("Div", [spread, b.const(float(np.prod([x_shape[a] for a in axes])))])
+    return {node.input[0]: spread}
+
+
 def _unbroadcast(b, node, grad: str, operand: str) -> str:
     """Sum a gradient over the axes along which `operand` was broadcast to the output."""
     out_shape = b.shape(node.output[0], node)
@@ -306,6 +346,7 @@ RULES: dict[str, Rule] = {
     "Flatten": _reshape_back, "Reshape": _reshape_back, "Squeeze": _reshape_back, "Unsqueeze": _reshape_back,
     "Transpose": _transpose,
     "Relu": _relu, "LeakyRelu": _leaky_relu, "Sigmoid": _sigmoid, "Tanh": _tanh, "Clip": _clip,
+    "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "ReduceMean": _reduce, "ReduceSum": _reduce,
     "Add": _add_sub, "Sub": _add_sub, "Mul": _mul, "Div": _div,
     "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv,
     "MaxPool": _max_pool, "AveragePool": _average_pool, "GlobalAveragePool": _global_average_pool,
