@@ -32,7 +32,7 @@ from smugir.errors import SolverError
 from smugir.problem import MaskProblem
 
 SCALE_BITS = 30  # the largest number of a row becomes about 2^30; sums of 10^5 of them fit int64
-GRACE = 5.0  # seconds past its time limit before a CP-SAT process that does not answer is killed
+GRACE = 2.0  # seconds past its time limit before a CP-SAT process that does not answer is killed
 
 
 def version() -> str:
@@ -87,8 +87,9 @@ def solve_cpsat(
     process never outlives the call: it is asked to stop, then killed after GRACE seconds."""
     rows, right = integer_rows(problem, relaxed)
     weights = integer_weights(problem.weights)
-    payload = pickle.dumps((rows.data, rows.indices, rows.indptr, right, weights, timeout, int(workers), [np.asarray(b, bool) for b in blocked]))
     clock = time.perf_counter()
+    deadline = None if timeout is None else time.time() + timeout  # wall clock: the child's start-up counts
+    payload = pickle.dumps((rows.data, rows.indices, rows.indptr, right, weights, deadline, int(workers), [np.asarray(b, bool) for b in blocked]))
     process = subprocess.Popen([sys.executable, "-m", "smugir.encoders.cpsat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] and None, daemon=True)
@@ -150,7 +151,7 @@ def _main() -> None:
     from ortools.sat.python import cp_model
 
     size = int.from_bytes(sys.stdin.buffer.read(8), "little")
-    data, indices, indptr, right, weights, timeout, workers, blocked = pickle.loads(sys.stdin.buffer.read(size))
+    data, indices, indptr, right, weights, deadline, workers, blocked = pickle.loads(sys.stdin.buffer.read(size))
     model = cp_model.CpModel()
     m = [model.NewBoolVar(f"m{u}") for u in range(weights.size)]
     for i in range(right.size):
@@ -161,8 +162,8 @@ def _main() -> None:
     model.Minimize(sum(int(w) * v for w, v in zip(weights, m) if w != 0))
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = max(1, workers)
-    if timeout is not None:
-        solver.parameters.max_time_in_seconds = float(timeout)
+    if deadline is not None:
+        solver.parameters.max_time_in_seconds = max(deadline - time.time(), 0.01)
 
     def say(**message) -> None:
         sys.stdout.write(json.dumps(message) + "\n")

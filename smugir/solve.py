@@ -37,6 +37,7 @@ STATUSES = ("optimal", "feasible", "infeasible", "unknown")
 DEFAULT_SOLVER = "portfolio"
 DEFAULT_TIMEOUT = 60.0  # seconds; None (CLI: --timeout 0 or none) for no limit
 PORTFOLIO = ("highs", "cpsat")
+HEAD_START = 0.5  # seconds HiGHS runs alone in the portfolio: most problems are proven before CP-SAT's process starts
 
 
 @dataclass(frozen=True)
@@ -200,9 +201,10 @@ def _cpsat(problem: Problem, timeout: float | None, solutions: int, on_progress:
 
 def _portfolio(problem: Problem, timeout: float | None, solutions: int, on_progress: OnProgress | None = None,
                stop: threading.Event | None = None, **options) -> list[Solution]:
-    """Race PORTFOLIO's backends in threads (both release the GIL while they search): the first
-    proof (optimal or infeasible) stops the others; without one, the best mask with the best bound
-    of any member (each is proven for the same problem, so the largest holds)."""
+    """Race PORTFOLIO's backends in threads (HiGHS releases the GIL, CP-SAT runs in its own process),
+    the later ones after HEAD_START: the first proof (optimal or infeasible) stops the others;
+    without one, the best mask with the best bound of any member (each is proven for the same
+    problem, so the largest holds)."""
     members = PORTFOLIO if isinstance(problem, MaskProblem) else ("highs",)
     stop_all = stop or threading.Event()
     tracker = _Tracker("portfolio", on_progress)
@@ -215,6 +217,9 @@ def _portfolio(problem: Problem, timeout: float | None, solutions: int, on_progr
             tracker.report(progress.incumbent, progress.bound)
 
         extra = {"workers": share} if name == "cpsat" else {}
+        if name != members[0] and stop_all.wait(HEAD_START):
+            finished.release()
+            return
         try:
             results[name] = BACKENDS[name](problem, timeout, solutions, on_progress=report, stop=stop_all, **options, **extra)
             if _proven(results[name], solutions):
