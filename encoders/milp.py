@@ -10,8 +10,10 @@ arithmetic over m in [0, 1].
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import highspy
 import numpy as np
@@ -149,8 +151,16 @@ class MilpModel:
         coefficients = np.where(mask, -1.0, 1.0)
         self.highs.addRow(1.0 - mask.sum(), highspy.kHighsInf, self.n_units, np.arange(self.n_units, dtype=np.int32), coefficients)
 
-    def solve(self, timeout: float | None) -> MilpResult:
+    def solve(
+        self,
+        timeout: float | None,
+        on_progress: Callable[[float | None, float | None], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> MilpResult:
+        """Run HiGHS; `on_progress(incumbent, bound)` when either improves; `stop` interrupts it."""
         self.highs.setOptionValue("time_limit", float(timeout) if timeout else highspy.kHighsInf)
+        if on_progress is not None or stop is not None:
+            self._watch(on_progress, stop)
         start = time.perf_counter()
         self.highs.run()
         seconds = time.perf_counter() - start
@@ -170,3 +180,21 @@ class MilpModel:
         if status == highspy.HighsModelStatus.kInfeasible:
             return MilpResult("infeasible", None, None, None, None, seconds)
         return MilpResult("feasible" if has_solution else "unknown", mask, objective, bound, gap, seconds)
+
+    def _watch(self, on_progress, stop) -> None:
+        """HiGHS's MIP interrupt callback, called often during the search: report changes, obey `stop`."""
+        last: list[tuple[float | None, float | None]] = [(None, None)]
+
+        def finite(value: float) -> float | None:
+            return float(value) if np.isfinite(value) and abs(value) < highspy.kHighsInf else None
+
+        def interrupt(event) -> None:
+            if stop is not None and stop.is_set():
+                event.interrupt()
+            if on_progress is not None:
+                now = (finite(event.data_out.mip_primal_bound), finite(event.data_out.mip_dual_bound))
+                if now != last[0]:
+                    last[0] = now
+                    on_progress(*now)
+
+        self.highs.cbMipInterrupt.subscribe(interrupt)

@@ -30,7 +30,7 @@ from smugir.datasets import Item
 from smugir.errors import InputError, MissingDependencyError, SmugError
 from smugir.exporters.files import write_atomically
 from smugir.exporters.results import ResultsFile
-from smugir.solve import DEFAULT_SOLVER
+from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
 
 RESULTS = "results.jsonl"
 MASKS = "masks"
@@ -52,7 +52,7 @@ class BatchOptions:
     margin: float = 0.0
     rank: str = "ig"
     solver: str = DEFAULT_SOLVER
-    timeout: float | None = None  # seconds for the solver per input; the best mask so far is kept
+    timeout: float | None = DEFAULT_TIMEOUT  # solver seconds per input (None: no limit); the best mask so far is kept
     input_timeout: float | None = None  # wall-clock seconds per input (local runs): then an error line
     vocab: str | None = None  # text models
     session_threads: int = 0  # onnxruntime threads per worker (0: its default)
@@ -164,6 +164,8 @@ def _summary(explanation) -> dict[str, Any]:
         "status": explanation.status,
         "objective": explanation.objective,
         "bound": explanation.bound,
+        "gap": explanation.best.gap,
+        "presolve": explanation.best.solve_details.get("presolve"),
         "units": explanation.units.n_units,
         "kept_units": kept,
         "sparsity": kept / max(explanation.units.n_units, 1),
@@ -221,8 +223,10 @@ def run_batch(
     workers: int | None = None,
     scheduler: str | None = None,
     progress: Callable[[int], Progress] | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> BatchReport:
-    """Explain every item not yet done in `out`/results.jsonl; `progress(total)` returns an advance callback."""
+    """Explain every item not yet done in `out`/results.jsonl; `progress(total)` returns an advance
+    callback; `on_result(record)` sees each input's result line (status, objective, bound, gap)."""
     model_path = str(Path(model_path).resolve())
     out = Path(out)
     if not out.parent.is_dir():
@@ -239,6 +243,8 @@ def run_batch(
 
     def finished(result: ItemResult) -> None:
         _save(out, result, results)
+        if on_result is not None:
+            on_result(result.record)
         advance(1)
 
     if scheduler:

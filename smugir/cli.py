@@ -36,7 +36,11 @@ def _explain(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     if is_text_model(model):
         return _explain_text(args, model)
-    result = finish(_image_setup(args, model), args.solver, args.timeout, args.solutions)
+    from smugir.live import live_line
+
+    setup = _image_setup(args, model)
+    with live_line() as on_progress:
+        result = finish(setup, args.solver, args.timeout, args.solutions, on_progress)
     written = write_explanation(result, args.out, force=args.force) if args.out else {}
     if args.json:
         print(to_json_text(result.to_json()), end="")
@@ -122,16 +126,20 @@ def _problem(args: argparse.Namespace, model, item=None):
 
 def _export(args: argparse.Namespace) -> int:
     from smugir.exporters.files import check_target
-    from smugir.exporters.instances import export_problem
+    from smugir.exporters.instance_files import export_problem
     from smugir.model import load_model
 
     check_target(args.out, args.force)
     model = load_model(args.model)
     name, problem = _problem(args, model)
     source = {"input": name, **dict(problem.metadata)}
-    instance = export_problem(
-        problem, args.out, args.format, args.objective, args.bound, args.logic, source, args.timeout, args.force,
-    )
+    from smugir.live import live_line
+
+    with live_line() as on_progress:
+        instance = export_problem(
+            problem, args.out, args.format, args.objective, args.bound, args.logic, source, args.timeout, args.force,
+            args.solver, on_progress,
+        )
     expected = f", expected {instance.expected}" if instance.expected else ""
     print(f"wrote {args.out}: {instance.kind} {instance.logic}, {instance.variables} variables, {instance.constraints} constraints{expected}")
     return 0
@@ -141,8 +149,8 @@ def _export_benchmarks(args: argparse.Namespace) -> int:
     from rich.progress import track
 
     from smugir.exporters.files import check_folder
-    from smugir.exporters.instances import export_family
-    from smugir.instances import parse_bounds
+    from smugir.exporters.instance_files import export_family
+    from smugir.instance_status import parse_bounds
     from smugir.model import load_model
 
     bounds = parse_bounds(args.bounds)
@@ -155,9 +163,11 @@ def _export_benchmarks(args: argparse.Namespace) -> int:
             _, problem = _problem(args, model, item)
             yield item.id, problem, {"input": f"{args.dataset}:{item.id}", **dict(problem.metadata)}
 
-    rows = export_family(problems(), args.out, bounds, args.logic, args.timeout, args.mps, args.force)
+    rows = export_family(problems(), args.out, bounds, args.logic, args.timeout, args.mps, args.force, args.solver, args.min_seconds)
     kinds = Counter(f"{row.kind} {row.expected}" if row.kind == "decision" else row.kind for row in rows)
-    print(f"wrote {len(rows)} instances for {len(items)} inputs to {args.out} ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
+    inputs = len({row.input for row in rows})
+    hard = f" ({inputs} of them proven in {args.min_seconds:g} s or more)" if args.min_seconds > 0 else ""
+    print(f"wrote {len(rows)} instances for {len(items)} inputs{hard} to {args.out} ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))})")
     return 0
 
 
@@ -201,7 +211,7 @@ def _add_problem_options(command: argparse.ArgumentParser) -> None:
 
 
 def _add_explain(commands) -> None:
-    from smugir.solve import DEFAULT_SOLVER
+    from smugir.solver_options import add_solver_options
 
     explain = commands.add_parser(
         "explain",
@@ -211,8 +221,7 @@ def _add_explain(commands) -> None:
     _add_problem_options(explain)
     explain.add_argument("input", help="an image (.png/.jpg/...), a .npy array, file.npz:key[index], or a sentence (text models)")
     explain.add_argument("--label", type=int, help="class to explain (default: the predicted class)")
-    explain.add_argument("--solver", default=DEFAULT_SOLVER, help=f"highs, z3, z3-optimize or pysmt:NAME (default {DEFAULT_SOLVER})")
-    explain.add_argument("--timeout", type=float, help="seconds for the solver; the best mask so far is kept")
+    add_solver_options(explain)
     explain.add_argument("--solutions", type=int, default=1, help="find N distinct minimal masks (default 1)")
     explain.add_argument("--out", help="folder for report.json, mask.npy, saliency.npy and PNG pictures")
     explain.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
@@ -220,9 +229,10 @@ def _add_explain(commands) -> None:
 
 
 def _add_export(commands) -> None:
-    from smugir.exporters.instances import FORMATS
+    from smugir.solver_options import add_solver_options
+    from smugir.exporters.instance_files import FORMATS
     from smugir.exporters.smtlib import OBJECTIVES
-    from smugir.instances import LOGICS
+    from smugir.instance_status import LOGICS
 
     export = commands.add_parser(
         "export",
@@ -237,7 +247,7 @@ def _add_export(commands) -> None:
     export.add_argument("--objective", choices=OBJECTIVES, default="bound", help="smt2: bound = decision problem sum(m) <= B (default); omt = (minimize ...)")
     export.add_argument("--bound", help="smt2 decision problems: B as a number, opt (the optimum: sat) or opt-1 (unsat)")
     export.add_argument("--logic", choices=tuple(LOGICS), default="QF_LIA", help="QF_LIA (scaled integers, default) or QF_LRA (exact rationals); whole networks are QF_LRA")
-    export.add_argument("--timeout", type=float, help="seconds for HiGHS when the optimum or the status is needed")
+    add_solver_options(export, " when the optimum or the status is needed")
     export.add_argument("--out", required=True, help="the file to write (.smt2, .mps or .lp)")
     export.set_defaults(run=_export)
 
@@ -253,7 +263,9 @@ def _add_export(commands) -> None:
     family.add_argument("--logic", choices=tuple(LOGICS), default="QF_LIA", help="QF_LIA (default) or QF_LRA")
     family.add_argument("--mps", action="store_true", help="also write each minimisation as an MPS file")
     family.add_argument("--limit", type=int, help="only the first N inputs")
-    family.add_argument("--timeout", type=float, help="seconds for HiGHS per input")
+    add_solver_options(family, " per input")
+    family.add_argument("--min-seconds", type=float, default=0.0,
+                        help="only inputs whose optimum took smugir at least S seconds to prove (hard instances); default 0: all")
     family.add_argument("--out", required=True, help="the folder for the instances (created if missing)")
     family.set_defaults(run=_export_benchmarks)
 
@@ -281,26 +293,43 @@ def _batch(args: argparse.Namespace) -> int:
         margin=args.margin, rank=args.rank, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
         input_timeout=args.input_timeout,
     )
-    with _progress_bar() as start:
-        report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start)
+    with _progress_bar() as (start, on_result):
+        report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start, on_result)
     _print_batch_report(report, args.out)
     return 0 if report.statuses.get("error", 0) == 0 and report.verified == sum(report.statuses.values()) else 1
 
 
 @contextmanager
-def _progress_bar() -> Iterator[Callable[[int], Callable[[int], None]]]:
-    """A rich progress bar with rate and ETA; yields the `progress(total)` callback run_batch wants."""
+def _progress_bar() -> Iterator[tuple[Callable[[int], Callable[[int], None]], Callable[[dict], None]]]:
+    """A rich progress bar with rate, ETA and the last input's result (status, incumbent, bound,
+    gap); yields the `progress(total)` and `on_result(record)` callbacks run_batch wants."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("explaining"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(show_speed=True),
-               TextColumn("ETA"), TimeRemainingColumn())
+               TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[last]}"))
     with Progress(*columns) as progress:
+        tasks: list = []
 
         def start(total: int) -> Callable[[int], None]:
-            task = progress.add_task("explaining", total=total)
-            return lambda n: progress.advance(task, n)
+            tasks.append(progress.add_task("explaining", total=total, last=""))
+            return lambda n: progress.advance(tasks[0], n)
 
-        yield start
+        def on_result(record: dict) -> None:
+            if tasks:
+                progress.update(tasks[0], last=_result_field(record))
+
+        yield start, on_result
+
+
+def _result_field(record: dict) -> str:
+    """`last 7: optimal 29` or `last 4: feasible 30, bound 28, gap 6.7 %`."""
+    from smugir.live import describe
+    from smugir.solve import SolveProgress
+
+    if record.get("status") == "error":
+        return f"last {record.get('id')}: error"
+    snapshot = SolveProgress("", 0.0, record.get("objective"), record.get("bound"))
+    return f"last {record.get('id')}: {record.get('status')}, {describe(snapshot)}"
 
 
 def _print_batch_report(report, out: str) -> None:
@@ -328,7 +357,7 @@ def _print_batch_report(report, out: str) -> None:
 
 
 def _add_batch(commands) -> None:
-    from smugir.solve import DEFAULT_SOLVER
+    from smugir.solver_options import add_solver_options
 
     batch = commands.add_parser(
         "batch",
@@ -339,8 +368,7 @@ def _add_batch(commands) -> None:
     _add_problem_options(batch)
     batch.add_argument("dataset", help="file.npz[:key] (images, optional 'labels'), a folder of images, or a .txt/.tsv of sentences")
     batch.add_argument("--out", required=True, help="results folder (created if missing; reruns resume in it)")
-    batch.add_argument("--solver", default=DEFAULT_SOLVER, help=f"highs, z3, z3-optimize or pysmt:NAME (default {DEFAULT_SOLVER})")
-    batch.add_argument("--timeout", type=float, help="solver seconds per input; the best mask so far is kept (status feasible)")
+    add_solver_options(batch, " per input")
     batch.add_argument("--input-timeout", type=float, help="wall-clock seconds per input, local runs: an input still running becomes an error line")
     batch.add_argument("--workers", type=int, help="local worker processes (default: the number of cores)")
     batch.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run on that cluster instead (extra 'dist')")

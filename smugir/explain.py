@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from smugir.inputs import check_input
 from smugir.model import Model, load_model
 from smugir.network import mlp_layers
 from smugir.problem import MaskProblem, NetworkMaskProblem
-from smugir.solve import DEFAULT_SOLVER, Solution, solve
+from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT, OnProgress, Solution, gap, solve
 from smugir.units import InputLayout, MaskUnits, input_layout, pixel_units, segment_units, window_units
 from smugir.verify import Verification, probabilities, verify_mask
 
@@ -41,6 +41,11 @@ class Found:
     bound: float | None
     verification: Verification | None
     network_margin: float | None = None  # whole-network variant: onnxruntime logit margin on the masked input
+    solve_details: dict[str, Any] = field(default_factory=dict)  # the backend's: presolve counts, LP bound, ...
+
+    @property
+    def gap(self) -> float | None:
+        return gap(self.objective, self.bound)
 
     @property
     def verified(self) -> bool:
@@ -53,10 +58,12 @@ class Found:
             "status": self.status,
             "objective": self.objective,
             "bound": self.bound,
+            "gap": self.gap,
             "kept_units": np.flatnonzero(self.unit_mask).tolist(),
             "verified": self.verified,
             "verification": self.verification.to_json() if self.verification else None,
             "network_margin": self.network_margin,
+            "solve_details": _jsonable(self.solve_details),
         }
 
 
@@ -125,6 +132,8 @@ class Explanation:
         """A few lines for the terminal: what was kept, whether it is proven minimal and verified."""
         kept = int(self.unit_mask.sum())
         bound = "" if self.bound is None else f", lower bound {self.bound:g}"
+        if self.best.gap:
+            bound += f", gap {100 * self.best.gap:.1f} %"
         lines = [
             f"model       {self.model} (label {self.label}, predicted {self.predicted})",
             f"method      {self.method}: {self.units.n_units} {self.units.kind} units ({self.units.description}), "
@@ -160,6 +169,7 @@ class Explanation:
             "status": self.status,
             "objective": self.objective,
             "bound": self.bound,
+            "gap": self.best.gap,
             "kept_units": kept,
             "sparsity": kept / max(self.units.n_units, 1),
             "solver": self.solver,
@@ -205,7 +215,7 @@ def explain(
     segments: np.ndarray | None = None,
     baseline: str | float = "zero",
     solver: str = DEFAULT_SOLVER,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
     solutions: int = 1,
     method: Method = "smug",
     ig_steps: int | None = None,
@@ -213,10 +223,12 @@ def explain(
     image_shape: tuple[int, int] | None = None,
     margin: float = 0.0,
     rank: str = "ig",
+    on_progress: OnProgress | None = None,
 ) -> Explanation:
-    """Explain `model`'s prediction on `x` with a minimal mask (see the README for each option)."""
+    """Explain `model`'s prediction on `x` with a minimal mask (see the README for each option);
+    `timeout` None means no limit."""
     setup = prepare(model, x, label, top_k, gamma, window, segments, baseline, method, ig_steps, layout, image_shape, margin, rank)
-    return finish(setup, solver, timeout, solutions)
+    return finish(setup, solver, timeout, solutions, on_progress)
 
 
 def prepare(
@@ -306,8 +318,10 @@ def prepare_units(
     )
 
 
-def finish(setup: Setup, solver: str = DEFAULT_SOLVER, timeout: float | None = None, solutions: int = 1) -> Explanation:
-    """Solve a prepared problem (or take every receptive unit for SMUG_base) and verify each mask."""
+def finish(setup: Setup, solver: str = DEFAULT_SOLVER, timeout: float | None = DEFAULT_TIMEOUT, solutions: int = 1,
+           on_progress: OnProgress | None = None) -> Explanation:
+    """Solve a prepared problem (or take every receptive unit for SMUG_base) and verify each mask;
+    `timeout` None means no limit, `on_progress` gets the solve's `SolveProgress` snapshots."""
     if int(solutions) < 1:
         raise InputError(f"solutions must be >= 1, got {solutions}")
     timings = dict(setup.timings)
@@ -319,7 +333,7 @@ def finish(setup: Setup, solver: str = DEFAULT_SOLVER, timeout: float | None = N
         found_solutions = [Solution("feasible", unit_mask, float(unit_mask.sum()), None, solver_name, 0.0, {})]
     else:
         clock = time.perf_counter()
-        found_solutions = solve(setup.problem, solver=solver, timeout=timeout, solutions=solutions)
+        found_solutions = solve(setup.problem, solver=solver, timeout=timeout, solutions=solutions, on_progress=on_progress)
         timings["solve"] = time.perf_counter() - clock
         solver_name = found_solutions[0].solver
 
@@ -350,18 +364,31 @@ def finish(setup: Setup, solver: str = DEFAULT_SOLVER, timeout: float | None = N
 
 def _check(setup: Setup, solution: Solution) -> Found:
     if solution.mask is None:
-        return Found(np.zeros(setup.units.n_units, dtype=bool), solution.status, solution.objective, solution.bound, None)
+        return Found(np.zeros(setup.units.n_units, dtype=bool), solution.status, solution.objective, solution.bound, None,
+                     solve_details=dict(solution.details))
     unit_mask = np.asarray(solution.mask, dtype=bool)
     if setup.method == "network":
         masked = setup.units.masked_input(setup.x, setup.base, unit_mask)
         logits = setup.model.run(masked)[0].reshape(-1).astype(np.float64)
         others = np.delete(logits, setup.label)
         found_margin = float(logits[setup.label] - others.max() - setup.margin)
-        return Found(unit_mask, solution.status, solution.objective, solution.bound, None, network_margin=found_margin)
+        return Found(unit_mask, solution.status, solution.objective, solution.bound, None, network_margin=found_margin,
+                     solve_details=dict(solution.details))
     verification = verify_mask(
         setup.model, setup.layer, setup.x, setup.base, setup.units, unit_mask, setup.neurons, setup.gamma, setup.label
     )
-    return Found(unit_mask, solution.status, solution.objective, solution.bound, verification)
+    return Found(unit_mask, solution.status, solution.objective, solution.bound, verification, solve_details=dict(solution.details))
+
+
+def _jsonable(value: Any) -> Any:
+    """Solver details as plain JSON values (numpy scalars become Python numbers)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _check_options(top_k, gamma, method, rank) -> None:

@@ -19,7 +19,7 @@ from onnx import numpy_helper
 
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.model import Model, model_from_proto, suffix_model
-from smugir.solve import DEFAULT_SOLVER
+from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
 from smugir.units import InputLayout, MaskUnits, segment_units
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def explain_sentence(
     vocabulary: Vocabulary,
     baseline: str = "zero",
     solver: str = DEFAULT_SOLVER,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
     solutions: int = 1,
     **options,
 ) -> SentenceExplanation:

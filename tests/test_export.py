@@ -19,9 +19,9 @@ from pysmt.smtlib.parser import SmtLibParser
 import external_solvers
 from smugir.cli import main
 from smugir.errors import InputError
-from smugir.exporters.instances import export_family, export_problem
+from smugir.exporters.instance_files import export_family, export_problem
 from smugir.exporters.smtlib import smtlib_text
-from smugir.instances import decision_status, encoding_for, find_optimum
+from smugir.instance_status import decision_status, encoding_for, find_optimum
 from smugir.problem import MaskProblem
 
 MNIST = DATA / "mnist" / "mnist-net_256x2.onnx"
@@ -256,10 +256,13 @@ def test_a_family_is_not_overwritten_without_force(mnist_family, capsys):
 
 
 def test_statuses_hold_for_the_strict_problem_even_on_ties():
-    """m1 + m2 + m3 > 1 needs two units, but its relaxation (>= 1) needs one: z3 settles bound 1."""
+    """m1 + m2 + m3 > 1 needs two units, but its relaxation (>= 1) needs one: HiGHS cannot prove 2
+    and z3 settles bound 1; CP-SAT's integer rounding (sum >= 1 + 2^-30) proves 2."""
     problem = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.0]), np.ones(3), {})
-    optimum = find_optimum(problem)
+    optimum = find_optimum(problem, solver="highs")
     assert optimum.value == 2 and not optimum.proven
+    proven = find_optimum(problem, solver="cpsat")
+    assert proven.proven and proven.value == 2
     encoding = encoding_for(problem, "QF_LRA")
     assert decision_status(encoding, 1, optimum) == "unsat"
     assert decision_status(encoding, 2, optimum) == "sat"
@@ -281,8 +284,8 @@ def test_opt_bounds_need_a_proven_optimum(tmp_path):
     family records the input as skipped instead of writing a wrong status."""
     tie = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.0]), np.ones(3), {})
     with pytest.raises(InputError, match="needs a proven optimum"):
-        export_problem(tie, tmp_path / "x.smt2", bound="opt")
-    rows = export_family([("tie", tie, {"input": "tie"})], tmp_path / "family")
+        export_problem(tie, tmp_path / "x.smt2", bound="opt", solver="highs")
+    rows = export_family([("tie", tie, {"input": "tie"})], tmp_path / "family", solver="highs")
     decisions = [r for r in rows if r.kind == "decision"]
     assert [r.file for r in decisions] == ["", ""] and all(r.expected.startswith("skipped: ") for r in decisions)
     assert next(r for r in rows if r.kind == "omt").expected == "unknown"

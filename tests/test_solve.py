@@ -13,7 +13,7 @@ from smugir.errors import InputError, SolverError
 from smugir.problem import MaskProblem
 from smugir.solve import solve
 
-BACKENDS = ["highs", "z3", "pysmt:z3", "z3-optimize"]
+BACKENDS = ["highs", "cpsat", "portfolio", "z3", "pysmt:z3", "z3-optimize"]
 
 
 @settings(max_examples=40, deadline=None)
@@ -85,7 +85,7 @@ def test_bad_problems_and_backends():
     with pytest.raises(InputError, match=">= 0"):
         MaskProblem(np.ones((1, 2)), np.ones(1), -np.ones(2), {})
     problem = MaskProblem(np.ones((1, 2)), np.zeros(1), np.ones(2), {})
-    with pytest.raises(SolverError, match="unknown solver 'gurobi'; accepted: highs, z3"):
+    with pytest.raises(SolverError, match="unknown solver 'gurobi'; accepted: portfolio, highs, cpsat, z3"):
         solve(problem, "gurobi")
     with pytest.raises(SolverError, match="not installed; available here: .*z3"):
         solve(problem, "pysmt:msat")
@@ -97,9 +97,9 @@ def test_highs_claims_optimal_only_when_the_relaxation_proves_it():
     """m0 + m1 + m2 > 1: the relaxation (>= 1) is met by one unit, which fails exactly; the mask of
     two units is found but only the relaxation's bound 1 is proven, so it is reported feasible."""
     tie = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.0]), np.ones(3), {})
-    (solution,) = solve(tie, "highs")
+    (solution,) = solve(tie, "highs", presolve=False)
     assert (solution.status, solution.objective, solution.bound) == ("feasible", 2.0, 1.0)
     clear = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.5]), np.ones(3), {})
-    (solution,) = solve(clear, "highs")
+    (solution,) = solve(clear, "highs", presolve=False)
     assert (solution.status, solution.objective, solution.bound) == ("optimal", 2.0, 2.0)
     assert solution.details["strict_margin"] == 0.0

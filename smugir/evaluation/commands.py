@@ -37,7 +37,7 @@ def _positive(text: str) -> int:
 
 def _common(command: argparse.ArgumentParser, methods: str) -> None:
     from smugir.cli import _add_problem_options
-    from smugir.solve import DEFAULT_SOLVER
+    from smugir.solver_options import add_solver_options
 
     _add_problem_options(command)
     command.add_argument("dataset", help="file.npz[:key] of raw model inputs (and 'labels'), or a folder of images")
@@ -45,8 +45,7 @@ def _common(command: argparse.ArgumentParser, methods: str) -> None:
     command.add_argument("--pixels", action="store_true",
                          help="the .npz array holds images (N, H, W[, C]) in pixel units: apply --scale, --mean, --std and the model's layout as for image files")
     command.add_argument("--limit", type=_positive, help="only the first N inputs")
-    command.add_argument("--solver", default=DEFAULT_SOLVER, help=f"SMUG's solver (default {DEFAULT_SOLVER})")
-    command.add_argument("--timeout", type=float, help="seconds for SMUG's solver per input; the best mask so far is kept")
+    add_solver_options(command, " per input for SMUG")
     command.add_argument("--seed", type=int, default=0, help="seed of SmoothGrad's noise and of the randomised weights (default 0)")
     command.add_argument("--out", help="folder for the CSV files and figures (created if missing)")
 

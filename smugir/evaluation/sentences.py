@@ -20,7 +20,7 @@ from smugir.errors import InputError
 from smugir.evaluation.comparison import Record
 from smugir.evaluation.metrics import sparsity, text_saliency_metric
 from smugir.explain import finish
-from smugir.solve import DEFAULT_SOLVER
+from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
 from smugir.model import Model
 from smugir.text import TextModel, Vocabulary, check_vocabulary, prepare_sentence, text_model
 from smugir.verify import probabilities
@@ -50,7 +50,7 @@ def word_scores(method: str, text: TextModel, vocabulary: Vocabulary, sentence: 
         raise InputError(f"unknown text saliency method {method!r}; accepted: {', '.join(TEXT_METHODS)}")
     if method in ("smug", "smug_base"):
         options = dict(smug or {})
-        solver, timeout = options.pop("solver", None) or DEFAULT_SOLVER, options.pop("timeout", None)
+        solver, timeout = options.pop("solver", None) or DEFAULT_SOLVER, options.pop("timeout", DEFAULT_TIMEOUT)
         encoding = "smug_base" if method == "smug_base" else options.pop("method", "smug")
         setup, words, ids = prepare_sentence(text, sentence, vocabulary, label=label, method=encoding, **options)
         explanation = finish(setup, solver, timeout)

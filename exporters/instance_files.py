@@ -16,7 +16,8 @@ from smugir.errors import InputError, OutputError
 from smugir.exporters.files import check_folder, check_target, write_text
 from smugir.exporters.milp import write_milp
 from smugir.exporters.smtlib import smtlib_text
-from smugir.instances import (
+from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT, OnProgress
+from smugir.instance_status import (
     BOUND_CHOICES,
     Instance,
     Problem,
@@ -39,8 +40,10 @@ def export_problem(
     bound: str | int | None = None,
     logic: str = "QF_LIA",
     source: Mapping[str, Any] | None = None,
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
     force: bool = False,
+    solver: str = DEFAULT_SOLVER,
+    on_progress: OnProgress | None = None,
 ) -> Instance:
     """Write one problem; for a decision problem the bound may be a number, 'opt' or 'opt-1'."""
     if format not in FORMATS:
@@ -63,7 +66,7 @@ def export_problem(
         raise InputError("a decision problem needs --bound B (a number, opt or opt-1)")
     if str(bound) not in BOUND_CHOICES:
         resolve_bound(bound, None)  # a bad number fails before HiGHS runs
-    optimum = find_optimum(problem, timeout)
+    optimum = find_optimum(problem, timeout, solver, on_progress)
     value = resolve_bound(bound, optimum)
     status = decision_status(encoding, value, optimum)
     write_text(path, smtlib_text(encoding, "bound", value, status, source), force)
@@ -75,20 +78,29 @@ def export_family(
     folder: str | os.PathLike,
     bounds: tuple[str, ...] = ("opt", "opt-1"),
     logic: str = "QF_LIA",
-    timeout: float | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT,
     milp: bool = False,
     force: bool = False,
+    solver: str = DEFAULT_SOLVER,
+    min_seconds: float = 0.0,
+    on_progress: OnProgress | None = None,
 ) -> list[Instance]:
     """For each (input id, problem, source): a decision file per bound, the OMT file, optionally MPS.
 
+    With `min_seconds` > 0 only the hard inputs are written: those whose optimum smugir proved and
+    needed at least that many seconds for (a family of hard instances with proven statuses).
     Returns the rows of `instances.csv`, which is written last, beside the instance files.
     """
+    if min_seconds < 0:
+        raise InputError(f"min_seconds must be >= 0, got {min_seconds}")
     folder = check_folder(folder, ["instances.csv"], force)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     rows: list[Instance] = []
     try:
         for name, problem, source in items:
-            optimum = find_optimum(problem, timeout)
+            optimum = find_optimum(problem, timeout, solver, on_progress)
+            if min_seconds > 0 and not (optimum.proven and optimum.seconds >= min_seconds):
+                continue
             encoding = encoding_for(problem, logic)
             for spec in bounds:
                 try:

@@ -1,11 +1,11 @@
-"""Masking problems as benchmark instances: files with an expected status that smugir can back up.
+"""The status an exported instance file may carry: what smugir can prove about that file's formula.
 
 A status written into a file must be right for *that file's* formula, not for a neighbouring one:
-- `sat` at bound B: a mask with at most B units is known (HiGHS's optimum) and z3, through pySMT,
-  confirms the exported formula with every mask variable fixed to it (a pure evaluation).
-- `unsat` at bound B: HiGHS's lower bound, proven on the relaxation (`>=` instead of `>`, within
-  its feasibility tolerance, see `smugir.solve`), is above B; the exact and the scaled formulas
-  are stricter than that relaxation, so they are unsat too. Where the relaxation cannot tell (a
+- `sat` at bound B: a mask with at most B units is known (the solver's optimum) and z3, through
+  pySMT, confirms the exported formula with every mask variable fixed to it (a pure evaluation).
+- `unsat` at bound B: the solver's lower bound, proven on a relaxation of the strict problem (see
+  `smugir.solve`), is above B; the exact and the scaled formulas are stricter than that
+  relaxation, so they are unsat too. Where the relaxation cannot tell (a
   constraint that ties exactly), z3 decides the exported formula itself, within a time limit.
 Anything else stays unknown, and the file then carries no `:status`.
 """
@@ -25,7 +25,7 @@ from pysmt.exceptions import SolverReturnedUnknownResultError
 from smugir.encoders.pysmt import Encoding, encode, encode_network
 from smugir.errors import InputError
 from smugir.problem import MaskProblem, NetworkMaskProblem
-from smugir.solve import Solution, solve
+from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT, OnProgress, Solution, solve
 
 Problem = MaskProblem | NetworkMaskProblem
 LOGICS = {"QF_LIA": "scaled", "QF_LRA": "exact"}
@@ -43,7 +43,8 @@ def encoding_for(problem: Problem, logic: str) -> Encoding:
 
 @dataclass(frozen=True)
 class Optimum:
-    """HiGHS's optimum of a problem; its bound is proven for the strict problem (see `smugir.solve`)."""
+    """The solver's optimum of a problem; its bound is proven for the strict problem (see `smugir.solve`).
+    `seconds` is how long smugir needed (to prove it, when proven): `--min-seconds` selects on it."""
 
     solution: Solution
     seconds: float
@@ -62,9 +63,10 @@ class Optimum:
         return float("inf") if self.solution.status == "infeasible" else self.solution.bound
 
 
-def find_optimum(problem: Problem, timeout: float | None = None) -> Optimum:
+def find_optimum(problem: Problem, timeout: float | None = DEFAULT_TIMEOUT, solver: str = DEFAULT_SOLVER,
+                 on_progress: OnProgress | None = None) -> Optimum:
     clock = time.perf_counter()
-    solution = solve(problem, solver="highs", timeout=timeout)[0]
+    solution = solve(problem, solver=solver, timeout=timeout, on_progress=on_progress)[0]
     return Optimum(solution, time.perf_counter() - clock)
 
 
@@ -97,7 +99,7 @@ def resolve_bound(spec: str | int, optimum: Optimum | None) -> int:
     """A bound given as a number, `opt` or `opt-1` (the latter two need the optimum)."""
     if isinstance(spec, str) and spec in BOUND_CHOICES:
         if optimum is None or optimum.value is None or optimum.solution.status != "optimal":
-            raise InputError(f"bound {spec!r} needs a proven optimum, but HiGHS found {_status_text(optimum)}")
+            raise InputError(f"bound {spec!r} needs a proven optimum, but the solver found {_status_text(optimum)}")
         return optimum.value - (1 if spec == "opt-1" else 0)
     try:
         bound = int(spec)

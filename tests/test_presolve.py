@@ -1,0 +1,134 @@
+"""The exact layer against brute force: presolve keeps the optimum, the incumbent is feasible,
+reduced-cost fixing never cuts off a better mask, ties are never called optimal unproven, progress
+is reported, and the CP-SAT process never outlives a solve."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from builders import exhaustive_minimum, mask_problems
+
+from smugir.incumbent import incumbent, reduced_cost_fixing, relaxation
+from smugir.presolve import presolve
+from smugir.problem import MaskProblem
+from smugir.solve import STRENGTHENED, SolveProgress, solve
+
+
+@st.composite
+def tie_problems(draw):
+    """Small integer coefficients and bounds: rows met with equality are common."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n, k = draw(st.integers(1, 10)), draw(st.integers(1, 5))
+    coefficients = rng.integers(-2, 4, size=(k, n)).astype(float)
+    coefficients[:, rng.random(n) < 0.2] = 0.0  # some units that never matter
+    bounds = rng.integers(-1, 4, size=k).astype(float)
+    weights = np.ones(n) if draw(st.booleans()) else rng.integers(0, 3, size=n).astype(float)
+    return MaskProblem(coefficients, bounds, weights, {})
+
+
+any_problems = st.one_of(mask_problems(), tie_problems())
+
+
+@settings(max_examples=150, deadline=None)
+@given(problem=any_problems)
+def test_presolve_keeps_the_optimum_and_maps_back(problem):
+    best, _ = exhaustive_minimum(problem)
+    pre = presolve(problem)
+    if pre.infeasible:
+        assert best is None
+        return
+    reduced_best, masks = exhaustive_minimum(pre.problem)
+    if best is None:
+        assert reduced_best is None
+        return
+    assert reduced_best is not None and reduced_best + pre.fixed_weight == pytest.approx(best)
+    for mask in masks:  # every presolved optimum is an original optimum
+        full = pre.expand(mask)
+        assert problem.is_satisfied(full) and problem.objective(full) == pytest.approx(best)
+
+
+@settings(max_examples=100, deadline=None)
+@given(problem=any_problems)
+def test_incumbent_is_exact_and_fixing_keeps_every_better_mask(problem):
+    lp = relaxation(problem)
+    if lp is None:
+        return
+    best, _ = exhaustive_minimum(problem)
+    assert best is None or lp.bound <= best + 1e-9
+    start = incumbent(problem, lp)
+    if start is None:
+        return
+    assert problem.is_satisfied(start)
+    value = problem.objective(start)
+    fixing = reduced_cost_fixing(problem, lp, value)
+    if fixing.proven:
+        assert best == pytest.approx(value)
+    for bits in np.ndindex(*(2,) * problem.n_units):
+        mask = np.array(bits, dtype=bool)
+        if problem.is_satisfied(mask) and problem.objective(mask) < value - 1e-9:
+            assert not np.any(mask & fixing.zero) and np.all(mask[fixing.one])
+
+
+@settings(max_examples=30, deadline=None)
+@given(problem=tie_problems())
+@pytest.mark.parametrize("backend", STRENGTHENED)
+def test_ties_are_never_called_optimal_unproven(backend, problem):
+    best, _ = exhaustive_minimum(problem)
+    (solution,) = solve(problem, backend, timeout=20)
+    if solution.status == "infeasible":
+        assert best is None
+    if solution.bound is not None and best is not None:
+        assert solution.bound <= best + 1e-9
+    if solution.mask is not None:
+        assert problem.is_satisfied(solution.mask)
+    if solution.status == "optimal":
+        assert solution.objective == pytest.approx(best)
+
+
+def _hard_problem(seed: int = 0, n: int = 80, k: int = 10) -> MaskProblem:
+    """Knapsack-like rows like the real ones: mostly positive coefficients, a third of them needed."""
+    rng = np.random.default_rng(seed)
+    coefficients = rng.normal(size=(k, n)) + 0.3
+    return MaskProblem(coefficients, 0.3 * np.maximum(coefficients, 0).sum(axis=1), np.ones(n), {})
+
+
+@pytest.mark.parametrize("backend", ["highs", "cpsat", "portfolio"])
+def test_progress_is_monotone_and_ends_at_the_result(backend):
+    problem = _hard_problem()
+    seen: list[SolveProgress] = []
+    (solution,) = solve(problem, backend, timeout=10, on_progress=seen.append)
+    assert seen, "no progress reported"
+    incumbents = [p.incumbent for p in seen if p.incumbent is not None]
+    bounds = [p.bound for p in seen if p.bound is not None]
+    assert incumbents == sorted(incumbents, reverse=True) and bounds == sorted(bounds)
+    assert all(p.bound <= p.incumbent for p in seen if p.bound is not None and p.incumbent is not None)
+    assert incumbents[-1] == solution.objective and problem.is_satisfied(solution.mask)
+    assert solution.details["presolve"]["units_left"] <= problem.n_units
+    if solution.status == "optimal":
+        assert seen[-1].gap == 0.0
+
+
+def _cpsat_children() -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == os.getpid() and b"smugir.encoders.cpsat" in command:
+                children.append(int(entry.name))
+    return children
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_portfolio_leaves_no_process_behind():
+    problem = _hard_problem(1, n=150, k=12)
+    (solution,) = solve(problem, "portfolio", timeout=2)
+    assert solution.status in ("optimal", "feasible")
+    assert _cpsat_children() == []
