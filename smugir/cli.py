@@ -65,7 +65,7 @@ def _image_setup(args: argparse.Namespace, model, x=None, label=None):
     return prepare(
         model, x, label=label, top_k=args.top_k, gamma=args.gamma, window=args.window, segments=segments,
         baseline=args.baseline, method=args.method, ig_steps=args.ig_steps, layout=args.layout,
-        image_shape=args.image_shape, margin=args.margin, rank=args.rank,
+        image_shape=args.image_shape, margin=args.margin, rank=args.rank, formulation=args.formulation,
     )
 
 
@@ -77,7 +77,7 @@ def _text_options(args: argparse.Namespace, model) -> dict:
         raise InputError(f"{args.model!r} is a text model (integer token ids); pass --vocab VOCAB.txt and a sentence as INPUT")
     return {
         "vocabulary": Vocabulary.load(args.vocab), "baseline": args.baseline, "top_k": args.top_k, "gamma": args.gamma,
-        "method": args.method, "ig_steps": args.ig_steps, "rank": args.rank,
+        "method": args.method, "ig_steps": args.ig_steps, "rank": args.rank, "formulation": args.formulation,
     }
 
 
@@ -188,6 +188,7 @@ def _image_shape(text: str) -> tuple[int, int]:
 
 def _add_problem_options(command: argparse.ArgumentParser) -> None:
     """What defines a masking problem: shared by explain, export, export-benchmarks and batch."""
+    from smugir.constraints import DEFAULT_FORMULATION, FORMULATIONS
     from smugir.explain import METHODS, RANKINGS
     from smugir.units import LAYOUTS
 
@@ -196,6 +197,9 @@ def _add_problem_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--top-k", type=int, default=32, help="first-layer neurons to keep active (default 32)")
     command.add_argument("--rank", choices=RANKINGS, default="ig", help="choose neurons by Integrated Gradients (default) or by raw activation")
     command.add_argument("--gamma", type=float, default=0.5, help="keep each neuron above gamma x its value, 0 <= gamma < 1 (default 0.5)")
+    command.add_argument("--formulation", choices=FORMULATIONS, default=DEFAULT_FORMULATION,
+                         help="baseline-relative: pre(masked) - pre(baseline) > gamma (pre(x) - pre(baseline)) on neurons the input moved "
+                         f"(never satisfied by the baseline alone); published: pre(masked) > gamma pre(x) (default {DEFAULT_FORMULATION})")
     command.add_argument("--window", type=int, help="mask unit: WxW windows of pixels (default: single pixels)")
     command.add_argument("--segments", help="mask unit: segments from an integer label map (.npy, HxW) or slic:N superpixels")
     command.add_argument("--baseline", default="zero", help="what masked units become: zero, mean, blur[:SIGMA] or a number; text: zero or pad (default zero)")
@@ -290,7 +294,7 @@ def _batch(args: argparse.Namespace) -> int:
     options = BatchOptions(
         top_k=args.top_k, gamma=args.gamma, window=args.window, segments=args.segments, baseline=args.baseline,
         method=args.method, ig_steps=args.ig_steps, layout=args.layout, image_shape=args.image_shape,
-        margin=args.margin, rank=args.rank, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
+        margin=args.margin, rank=args.rank, formulation=args.formulation, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
         input_timeout=args.input_timeout,
     )
     with _progress_bar() as (start, on_result):
