@@ -374,7 +374,8 @@ class _Graph:
             names = ", ".join(f"{n.name!r} ({n.op_type})" for n in consumers)
             raise UnsupportedModelError(
                 f"{what} {tensor!r} is read by {len(consumers)} nodes ({names}); smugir needs a single chain "
-                "from the data input to the first linear layer"
+                "from the data input to the first linear layer, whose other operands (pads, shapes, scales) can be "
+                "computed without the data"
             )
         return consumers[0]
 
@@ -788,7 +789,7 @@ def _after_arithmetic(graph, node, pre, weight, bias, out_shape, channel_axis):
 def _after_batch_norm(graph, node, pre, weight, bias, out_shape, channel_axis):
     """Inference BatchNormalization: y = (pre - mean) / sqrt(var + eps) * scale + B, per channel."""
     attrs = node_attributes(node)
-    if node.input[0] != pre or attrs.get("training_mode", 0) or any(node.output[1:]) or channel_axis != 1:
+    if node.input[0] != pre or attrs.get("training_mode", 0) or any(node.output[1:]) or channel_axis % len(out_shape) != 1:
         return None
     if not all(name in graph.constants for name in node.input[1:5]):
         return None

@@ -209,8 +209,10 @@ class _Folder:
         canonical.output[:] = [f"out{k}" if name else "" for k, name in enumerate(node.output)]
         key = canonical.SerializeToString()
         try:
-            if key not in self.evaluators:
-                self.evaluators[key] = ReferenceEvaluator(canonical, opsets=self.opsets)
+            if key not in self.evaluators:  # a one-node graph: a bare NodeProto would run at the newest opset
+                graph = helper.make_graph([canonical], "fold", [onnx.ValueInfoProto(name=n) for n in inputs if n],
+                                          [onnx.ValueInfoProto(name=n) for n in canonical.output if n])
+                self.evaluators[key] = ReferenceEvaluator(graph, opsets=self.opsets)
             return self.evaluators[key].run(None, {alias: feeds[name] for alias, name in zip(inputs, node.input) if name})
         except Exception as exc:  # the reference implementation raises whatever numpy raises
             raise ConstantFoldingError(f"node {_label(node)!r} ({node.op_type}) cannot be evaluated on its constant inputs: {_first_line(exc)}") from None
@@ -218,7 +220,7 @@ class _Folder:
     def rewritten(self) -> onnx.ModelProto:
         graph = self.proto.graph
         removed = set(self.removed)
-        kept = [node for k, node in enumerate(graph.node) if k not in removed]
+        kept = _live([node for k, node in enumerate(graph.node) if k not in removed], self.graph_outputs)
         used = _names_read(kept) | self.graph_outputs
         new_initializers = [t for t in graph.initializer if t.name in used]
         for name in sorted(used & self.removed_outputs):
@@ -293,6 +295,16 @@ def _run(session, feed: dict, what: str) -> list:
         return session.run(None, feed)
     except Exception as exc:  # onnxruntime raises its own pybind classes
         raise UnsupportedModelError(f"onnxruntime cannot run {what}: {_first_line(exc)}") from None
+
+
+def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """The nodes the graph outputs depend on (e.g. a Shape whose every reader was folded is dropped)."""
+    live, kept = set(outputs), []
+    for node in reversed(nodes):
+        if any(name in live for name in node.output):
+            kept.append(node)
+            live |= _names_read([node])
+    return kept[::-1]
 
 
 def _names_read(nodes) -> set[str]:
