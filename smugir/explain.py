@@ -264,14 +264,17 @@ def prepare(
     if window is not None and int(window) < 1:
         raise InputError(f"window must be >= 1, got {window}")
     x = check_input(x, model.input_shape)
+    clock = time.perf_counter()
     grid = input_layout(model.input_shape, layout, image_shape)
     units = _units(grid, window, segments)
+    base = make_baseline(baseline, x, grid)
+    building_units = time.perf_counter() - clock
     setup = prepare_units(
-        model, x, units, grid, make_baseline(baseline, x, grid), label=label, top_k=top_k, gamma=gamma,
+        model, x, units, grid, base, label=label, top_k=top_k, gamma=gamma,
         method=method, ig_steps=ig_steps, margin=margin, rank=rank, formulation=formulation,
         settings={"window": window, "segments": segments is not None, "baseline": str(baseline)},
     )
-    setup.timings = {"load": loading, **setup.timings}
+    setup.timings = {"load": loading, "units": building_units, **setup.timings}
     return setup
 
 
@@ -315,7 +318,9 @@ def prepare_units(
         ranking = activations if formulation == "published" else activations - layer.activations(masked_out)
     neurons = select_top_k(ranking, eligible, top_k)
     timings["attribution"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     unit_saliency = base_saliency(layer, units, neurons, attribution.scores)
+    timings["saliency"] = time.perf_counter() - clock
 
     settings = {
         "top_k": top_k, "rank": rank, "gamma": gamma, "formulation": formulation, "ig_steps": ig_steps,
