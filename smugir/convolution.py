@@ -11,6 +11,8 @@ from typing import Sequence
 
 import onnx
 
+from smugir.errors import UnsupportedModelError
+
 
 def node_attributes(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
@@ -33,8 +35,29 @@ class ConvWindow:
         return [(i + b + e - sp) // s + 1 for i, b, e, sp, s in zip(spatial, self.pads_begin, self.pads_end, self.span, self.strides)]
 
 
+def check_runnable(node: onnx.NodeProto) -> None:
+    """Refuse a Conv that onnxruntime accepts but fails on at run time: SAME padding with dilation."""
+    attrs = node_attributes(node)
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    dilations = list(attrs.get("dilations", []))
+    if auto_pad.startswith("SAME") and any(d != 1 for d in dilations):
+        raise UnsupportedModelError(
+            f"Conv node {node.name or node.output[0]!r} combines auto_pad {auto_pad} with dilations {dilations}, which "
+            "onnxruntime cannot run; give explicit pads instead"
+        )
+
+
+def check_model_convolutions(proto: onnx.ModelProto) -> None:
+    """`check_runnable` on every Conv of the graph, at load time."""
+    for node in proto.graph.node:
+        if node.op_type == "Conv":
+            check_runnable(node)
+
+
 def conv_window(node: onnx.NodeProto, weight_shape: Sequence[int], spatial: Sequence[int]) -> ConvWindow:
     """Kernel, strides, dilations and explicit begin/end pads of a Conv on an input of `spatial` size."""
+    check_runnable(node)
     attrs = node_attributes(node)
     nk = len(weight_shape) - 2
     kernel = list(attrs.get("kernel_shape", weight_shape[2:]))

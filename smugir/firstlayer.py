@@ -325,7 +325,8 @@ class _Graph:
             names = ", ".join(f"{n.name!r} ({n.op_type})" for n in consumers)
             raise UnsupportedModelError(
                 f"{what} {tensor!r} is read by {len(consumers)} nodes ({names}); smugir needs a single chain "
-                "from the data input to the first linear layer"
+                "from the data input to the first linear layer, whose other operands (pads, shapes, scales) can be "
+                "computed without the data"
             )
         return consumers[0]
 
@@ -652,11 +653,6 @@ def _conv_params(node, graph, affine):
     if shape[1] != weight.shape[1] * group or weight.shape[0] % group:
         raise UnsupportedModelError(f"Conv node {_node_label(node)!r}: weight {list(weight.shape)} and group {group} do not fit {shape[1]} input channels")
     window = conv_window(node, weight.shape, shape[2:])
-    if any(d != 1 for d in window.dilations) and _text(attrs.get("auto_pad", "NOTSET")).startswith("SAME"):
-        raise UnsupportedModelError(
-            f"Conv node {_node_label(node)!r} combines auto_pad {_text(attrs['auto_pad'])} with dilations {window.dilations}, "
-            "which onnxruntime does not run; give explicit pads instead"
-        )
     out_spatial = window.output_spatial(shape[2:])
     if min(out_spatial) < 1:
         raise UnsupportedModelError(f"Conv node {_node_label(node)!r} produces an empty output from {list(shape[2:])}")
@@ -744,7 +740,7 @@ def _after_arithmetic(graph, node, pre, weight, bias, out_shape, channel_axis):
 def _after_batch_norm(graph, node, pre, weight, bias, out_shape, channel_axis):
     """Inference BatchNormalization: y = (pre - mean) / sqrt(var + eps) * scale + B, per channel."""
     attrs = node_attributes(node)
-    if node.input[0] != pre or attrs.get("training_mode", 0) or any(node.output[1:]) or channel_axis != 1:
+    if node.input[0] != pre or attrs.get("training_mode", 0) or any(node.output[1:]) or channel_axis % len(out_shape) != 1:
         return None
     if not all(name in graph.constants for name in node.input[1:5]):
         return None

@@ -35,6 +35,9 @@ NOT_FOLDED = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUnifor
 SMALL_INPUT_ELEMENTS = 4096  # inputs up to this size are given to shape inference as values (shapes, pads)
 
 
+_FREED = np.zeros(0)  # a folded value whose every reader has been visited and which no kept node reads
+
+
 class ConstantFoldingError(UnsupportedModelError):
     """A constant subgraph is too large to evaluate, or its evaluation disagrees with onnxruntime."""
 
@@ -89,20 +92,34 @@ class _Folder:
         self.removed: list[int] = []  # indices of nodes whose outputs are all folded
         self.removed_outputs: set[str] = set()
         self.graph_outputs = {o.name for o in proto.graph.output}
+        self.evaluators: dict[bytes, ReferenceEvaluator] = {}
 
     def run(self) -> None:
+        reads = [_names_read([node]) for node in self.proto.graph.node]
+        pending: dict[str, int] = {}  # readers not yet visited, so a value can be freed after its last one
+        for names in reads:
+            for name in names:
+                pending[name] = pending.get(name, 0) + 1
+        needed: set[str] = set()  # folded values a kept node reads: they become initializers
         for index, node in enumerate(self.proto.graph.node):
             outputs = self._evaluate(node)
-            if outputs is None:
-                continue
-            for name, per_world in zip(node.output, outputs):
+            for name, per_world in zip(node.output, outputs or []):
                 if all(_same(per_world[0], other) for other in per_world[1:]):
                     self.fixed[name] = per_world[0]
                 else:
                     self.varying[name] = per_world
-            if all(name in self.fixed for name in node.output if name):
+                self.used_bytes += sum(v.nbytes for v in per_world[:1 if name in self.fixed else None])
+            folded = outputs is not None and all(name in self.fixed for name in node.output if name)
+            if folded:
                 self.removed.append(index)
                 self.removed_outputs.update(node.output)
+            for name in reads[index]:
+                if not folded:
+                    needed.add(name)
+                pending[name] -= 1
+                if not pending[name] and name not in needed and name in self.removed_outputs:
+                    self.used_bytes -= self.fixed[name].nbytes
+                    self.fixed[name] = _FREED
 
     def value_of(self, name: str, world: int) -> np.ndarray:
         if name in self.varying:
@@ -181,19 +198,29 @@ class _Folder:
                     f"node {_label(node)!r} ({node.op_type}) would compute the constant {name!r} of shape {shape} "
                     f"({_bytes(needed)}); folded constants may take at most {_bytes(self.max_bytes)}"
                 )
-            self.used_bytes += needed
 
     def _reference_run(self, node: onnx.NodeProto, feeds: dict[str, np.ndarray]) -> list:
+        """Run one node on the reference evaluator; nodes that differ only in tensor names share one."""
+        canonical = onnx.NodeProto()
+        canonical.CopyFrom(node)
+        canonical.name = ""
+        inputs = [f"in{k}" if name else "" for k, name in enumerate(node.input)]
+        canonical.input[:] = inputs
+        canonical.output[:] = [f"out{k}" if name else "" for k, name in enumerate(node.output)]
+        key = canonical.SerializeToString()
         try:
-            evaluator = ReferenceEvaluator(node, opsets=self.opsets)
-            return evaluator.run(None, feeds)
+            if key not in self.evaluators:  # a one-node graph: a bare NodeProto would run at the newest opset
+                graph = helper.make_graph([canonical], "fold", [onnx.ValueInfoProto(name=n) for n in inputs if n],
+                                          [onnx.ValueInfoProto(name=n) for n in canonical.output if n])
+                self.evaluators[key] = ReferenceEvaluator(graph, opsets=self.opsets)
+            return self.evaluators[key].run(None, {alias: feeds[name] for alias, name in zip(inputs, node.input) if name})
         except Exception as exc:  # the reference implementation raises whatever numpy raises
             raise ConstantFoldingError(f"node {_label(node)!r} ({node.op_type}) cannot be evaluated on its constant inputs: {_first_line(exc)}") from None
 
     def rewritten(self) -> onnx.ModelProto:
         graph = self.proto.graph
         removed = set(self.removed)
-        kept = [node for k, node in enumerate(graph.node) if k not in removed]
+        kept = _live([node for k, node in enumerate(graph.node) if k not in removed], self.graph_outputs)
         used = _names_read(kept) | self.graph_outputs
         new_initializers = [t for t in graph.initializer if t.name in used]
         for name in sorted(used & self.removed_outputs):
@@ -268,6 +295,16 @@ def _run(session, feed: dict, what: str) -> list:
         return session.run(None, feed)
     except Exception as exc:  # onnxruntime raises its own pybind classes
         raise UnsupportedModelError(f"onnxruntime cannot run {what}: {_first_line(exc)}") from None
+
+
+def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
+    """The nodes the graph outputs depend on (e.g. a Shape whose every reader was folded is dropped)."""
+    live, kept = set(outputs), []
+    for node in reversed(nodes):
+        if any(name in live for name in node.output):
+            kept.append(node)
+            live |= _names_read([node])
+    return kept[::-1]
 
 
 def _names_read(nodes) -> set[str]:

@@ -129,6 +129,46 @@ def _clip(b, node, g, need):
     return {x: b.add("Where", [keep, g, b.const(0.0)])}
 
 
+def _hard_sigmoid(b, node, g, need):
+    """y = max(0, min(1, alpha x + beta)): slope alpha where 0 < alpha x + beta < 1."""
+    attrs = node_attributes(node)
+    alpha, beta = float(attrs.get("alpha", 0.2)), float(attrs.get("beta", 0.5))
+    inner = b.add("Add", [b.add("Mul", [node.input[0], b.const(alpha)]), b.const(beta)])
+    inside = b.add("And", [b.add("Greater", [inner, b.const(0.0)]), b.add("Less", [inner, b.const(1.0)])])
+    return {node.input[0]: b.add("Where", [inside, b.add("Mul", [g, b.const(alpha)]), b.const(0.0)])}
+
+
+def _hard_swish(b, node, g, need):
+    """y = x max(0, min(1, x/6 + 1/2)): dy/dx = 0 below -3, 1 above 3, x/3 + 1/2 between."""
+    x = node.input[0]
+    slope = b.add("Add", [b.add("Div", [x, b.const(3.0)]), b.const(0.5)])
+    slope = b.add("Where", [b.add("Greater", [x, b.const(3.0)]), b.const(1.0), slope])
+    slope = b.add("Where", [b.add("Less", [x, b.const(-3.0)]), b.const(0.0), slope])
+    return {x: b.add("Mul", [g, slope])}
+
+
+def _reduce(b, node, g, need):
+    """ReduceSum / ReduceMean: the gradient spreads back over the reduced axes (divided by their size for a mean)."""
+    attrs = node_attributes(node)
+    x_shape = b.shape(node.input[0], node)
+    rank = len(x_shape)
+    axes_input = b.constants.get(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+    if len(node.input) > 1 and node.input[1] and axes_input is None:
+        raise UnsupportedOpError(node.name, node.op_type, "with axes computed at run time", [f"{node.op_type} with constant axes"])
+    axes = list(attrs.get("axes", [])) if axes_input is None else [int(a) for a in np.ravel(axes_input)]
+    if not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            return {node.input[0]: g}
+        axes = list(range(rank))
+    axes = sorted(a % rank for a in axes)
+    if not attrs.get("keepdims", 1):
+        g = b.add("Unsqueeze", [g, b.const(axes, np.int64)])
+    spread = b.add("Expand", [g, b.add("Shape", [node.input[0]])])
+    if node.op_type == "ReduceMean":
+        spread = b.add("Div", [spread, b.const(float(np.prod([x_shape[a] for a in axes])))])
+    return {node.input[0]: spread}
+
+
 def _unbroadcast(b, node, grad: str, operand: str) -> str:
     """Sum a gradient over the axes along which `operand` was broadcast to the output."""
     out_shape = b.shape(node.output[0], node)
@@ -279,10 +319,13 @@ def _pad(b, node, g, need):
     if pads is None or np.any(pads < 0):
         raise UnsupportedOpError(node.name, "Pad", "with run-time or negative pads", ["Pad with constant non-negative pads"])
     rank = len(pads) // 2
-    x_shape = b.shape(node.input[0], node)
-    starts = pads[:rank]
-    ends = starts + np.array(x_shape)
-    return {node.input[0]: b.add("Slice", [g, b.const(starts, np.int64), b.const(ends, np.int64)])}
+    x_shape = np.array(b.shape(node.input[0], node))
+    axes = [axis for axis in range(rank) if pads[axis] or pads[axis + rank]]  # never the batch axis unless padded
+    if not axes:
+        return {node.input[0]: g}
+    starts = pads[axes]
+    ends = starts + x_shape[axes]
+    return {node.input[0]: b.add("Slice", [g, b.const(starts, np.int64), b.const(ends, np.int64), b.const(axes, np.int64)])}
 
 
 def _softmax(b, node, g, need):
@@ -303,6 +346,7 @@ RULES: dict[str, Rule] = {
     "Flatten": _reshape_back, "Reshape": _reshape_back, "Squeeze": _reshape_back, "Unsqueeze": _reshape_back,
     "Transpose": _transpose,
     "Relu": _relu, "LeakyRelu": _leaky_relu, "Sigmoid": _sigmoid, "Tanh": _tanh, "Clip": _clip,
+    "HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish, "ReduceMean": _reduce, "ReduceSum": _reduce,
     "Add": _add_sub, "Sub": _add_sub, "Mul": _mul, "Div": _div,
     "Gemm": _gemm, "MatMul": _matmul, "Conv": _conv,
     "MaxPool": _max_pool, "AveragePool": _average_pool, "GlobalAveragePool": _global_average_pool,
@@ -350,8 +394,9 @@ def gradient_model(model: onnx.ModelProto, wrt: str, target: str = "probability"
         value = b.add("ReduceSum", [b.add("Mul", [logits, one_hot]), b.const([-1], np.int64)], keepdims=0)
         seed = b.add("Add", [b.add("Mul", [logits, b.const(0.0)]), one_hot])
     b.grads[logits] = seed
+    feeds_logits = _ancestors(graph, logits)
     forward = [n for n in graph.node if n.op_type != "Constant" and any(i in depends for i in n.input)]
-    forward = [n for n in forward if n.output[0] in depends and _reaches(n.output[0], logits, graph)]
+    forward = [n for n in forward if n.output[0] in depends and n.output[0] in feeds_logits]
     for node in reversed(forward):
         g = b.grads.get(node.output[0])
         if g is None:
@@ -379,17 +424,20 @@ def gradient_model(model: onnx.ModelProto, wrt: str, target: str = "probability"
     return out
 
 
-def _reaches(tensor: str, target: str, graph: onnx.GraphProto) -> bool:
-    frontier, seen = [tensor], set()
-    while frontier:
-        name = frontier.pop()
-        if name == target:
-            return True
+def _ancestors(graph: onnx.GraphProto, target: str) -> set[str]:
+    """Every tensor `target` is computed from (itself included): one walk back, linear in the graph."""
+    producers = {out: node for node in graph.node for out in node.output}
+    seen: set[str] = set()
+    stack = [target]
+    while stack:
+        name = stack.pop()
         if name in seen:
             continue
         seen.add(name)
-        frontier.extend(o for n in graph.node if name in n.input for o in n.output)
-    return False
+        node = producers.get(name)
+        if node is not None:
+            stack.extend(i for i in node.input if i and i not in seen)
+    return seen
 
 
 def _at_opset(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -21,6 +21,7 @@ import onnx.utils
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
+from smugir.convolution import check_model_convolutions
 from smugir.errors import ModelFileError, UnsafeModelError, UnsupportedModelError
 from smugir.folding import FoldingReport, fold_constants
 
@@ -151,6 +152,7 @@ def load_model(path: str | os.PathLike) -> Model:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{str(path)!r} fails the ONNX checker: {first_line}") from None
     data_input, output = _single_input_and_output(proto, path)
+    check_model_convolutions(proto)
     proto, folding = fold_constants(proto, data_input.name, make_session)
     return Model(path=path, proto=proto, sha256=hashlib.sha256(raw).hexdigest(), data_input=data_input, output=output, folding=folding)
 

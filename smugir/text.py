@@ -81,9 +81,13 @@ def text_model(model: Model) -> TextModel:
     if not is_text_model(model):
         raise UnsupportedModelError(f"model input {model.input_name!r} is {model.data_input.dtype}, not integer token ids")
     constants = {t.name: t for t in model.proto.graph.initializer}
+    consumers: dict[str, list] = {}  # built once: a scan of the graph per step was quadratic in its size
+    for n in model.proto.graph.node:
+        for name in dict.fromkeys(n.input):
+            consumers.setdefault(name, []).append(n)
     tensor = model.input_name
     while True:
-        readers = [n for n in model.proto.graph.node if tensor in n.input]
+        readers = consumers.get(tensor, [])
         if len(readers) != 1:
             raise UnsupportedModelError(f"token ids {tensor!r} are read by {len(readers)} nodes; expected one embedding Gather")
         node = readers[0]

@@ -16,8 +16,8 @@ from smugir.firstlayer import first_layer
 from smugir.gradients import FiniteDifferences, GradientGraph, gradient_model
 from smugir.model import load_model, suffix_model, with_batch_of_one
 
-SMOOTH = ["Tanh", "Sigmoid"]
-KINKED = ["Relu", "LeakyRelu", "Clip"]
+SMOOTH = ["Tanh", "Sigmoid", "SiLU"]
+KINKED = ["Relu", "LeakyRelu", "Clip", "ClipNoMin", "HardSigmoid", "HardSwish"]
 
 
 @st.composite
@@ -27,11 +27,13 @@ def op_models(draw):
     b = GraphBuilder(rng)
     c, size = draw(st.integers(1, 3)), draw(st.integers(8, 10))  # conv output >= 2, so pools stay non-empty
     smooth = draw(st.booleans())
-    act = lambda t: (b.node(draw(st.sampled_from(SMOOTH)), [t]) if smooth else _kinked(b, draw, t))  # noqa: E731
+    act = lambda t: (_smooth(b, draw, t) if smooth else _kinked(b, draw, t))  # noqa: E731
     t = b.node("Mul", ["x", b.const(rng.uniform(0.5, 1.5, size=(1, c, 1, 1)).astype(np.float32))])
     t = b.node("Sub", [t, b.const(np.float32(0.1))])
     m = draw(st.integers(1, 3)) * (2 if draw(st.booleans()) else 1)
     group = 2 if (m % 2 == 0 and c == 2 and draw(st.booleans())) else 1
+    if draw(st.booleans()):  # depthwise, as in EfficientNet and MobileNet
+        m = group = c
     k, s, d = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
     pads = [draw(st.integers(0, 1)) for _ in range(4)]
     t = b.node("Conv", [t, b.const(_weights(rng, (m, c // group, k, k))), b.const(rng.normal(size=m).astype(np.float32))],
@@ -41,19 +43,32 @@ def op_models(draw):
         mean, var = rng.normal(size=m), rng.uniform(0.5, 2, m)
         t = b.node("BatchNormalization", [t, *(b.const(v.astype(np.float32)) for v in (scale, bias, mean, var))])
     t = act(t)
-    branch = draw(st.sampled_from(["none", "concat", "residual"]))
+    branch = draw(st.sampled_from(["none", "concat", "residual", "squeeze-excite"]))
     if branch == "concat":
         t = b.node("Concat", [t, b.node("Tanh", [t])], axis=1)
         m *= 2
     elif branch == "residual":
         t = b.node("Add", [t, b.node("Div", [b.node("Identity", [t]), b.const(np.float32(2.0))])])
+    elif branch == "squeeze-excite":  # x * Sigmoid(Conv(mean over space of x)), broadcast over space
+        if draw(st.booleans()):
+            squeezed = b.node("GlobalAveragePool", [t])
+        else:
+            squeezed = b.node("ReduceMean", [t], axes=[2, 3], keepdims=1)
+        gate = b.node("Conv", [squeezed, b.const(_weights(rng, (m, m, 1, 1))), b.const(rng.normal(size=m).astype(np.float32))])
+        t = b.node("Mul", [t, b.node(draw(st.sampled_from(["Sigmoid", "HardSigmoid"])), [gate])])
     if draw(st.booleans()):
         t = b.node("Pad", [t, b.const(np.array([0, 0, 1, 0, 0, 0, 0, 1], np.int64))])
-    pool = draw(st.sampled_from(["MaxPool", "AveragePool", "GlobalAveragePool", "none"]))
+    pool = draw(st.sampled_from(["MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean", "ReduceSum", "none"]))
     if pool in ("MaxPool", "AveragePool"):
         t = b.node(pool, [t], kernel_shape=[2, 2], strides=[1, 1])
     elif pool == "GlobalAveragePool":
         t = b.node(pool, [t])
+    elif pool == "ReduceMean":
+        keep = draw(st.booleans())
+        t = b.node(pool, [t], axes=[3], keepdims=int(keep))
+        t = t if keep else b.node("Unsqueeze", [t, b.const(np.array([3], np.int64))])
+    elif pool == "ReduceSum":
+        t = b.node(pool, [t, b.const(np.array([2], np.int64))], keepdims=1)
     t = b.node("Dropout", [b.node("Transpose", [t], perm=[0, 2, 3, 1])])
     t = b.node("Flatten", [t], axis=1) if draw(st.booleans()) else b.node("Reshape", [t, b.const(np.array([1, -1], np.int64))])
     proto = _finish(b, t, c, size, draw(st.booleans()), draw(st.booleans()))
@@ -64,7 +79,18 @@ def _kinked(b, draw, t):
     op = draw(st.sampled_from(KINKED))
     if op == "Clip":
         return b.node("Clip", [t, b.const(np.float32(-1.0)), b.const(np.float32(2.0))])
+    if op == "ClipNoMin":  # an empty min input, as exporters write ReLU6-like caps
+        return b.node("Clip", [t, "", b.const(np.float32(1.5))])
+    if op == "HardSigmoid":
+        return b.node(op, [t], alpha=0.3, beta=0.4)
     return b.node(op, [t], **({"alpha": 0.2} if op == "LeakyRelu" else {}))
+
+
+def _smooth(b, draw, t):
+    op = draw(st.sampled_from(SMOOTH))
+    if op == "SiLU":  # x * Sigmoid(x), how torch exports SiLU / Swish
+        return b.node("Mul", [t, b.node("Sigmoid", [t])])
+    return b.node(op, [t])
 
 
 def _finish(b, t, c, size, matmul, softmax):
@@ -186,3 +212,52 @@ def test_unsupported_op_is_named():
     proto = b.model("x", [1, 3], out, 2)
     with pytest.raises(UnsupportedOpError, match=r"Erf \(node 'Erf_2'\) in the gradient graph"):
         gradient_model(with_batch_of_one(proto), "x")
+
+
+def _rule_model(op: str, seed: int = 0) -> onnx.ModelProto:
+    """x [1,2,8,8] -> Conv -> `op` -> dense head: one model per gradient rule, so each rule is checked."""
+    rng = np.random.default_rng(seed)
+    b = GraphBuilder(rng)
+    depthwise = op == "DepthwiseConv"
+    t = b.node("Conv", ["x", b.const(_weights(rng, (2, 1 if depthwise else 2, 3, 3))), b.const(rng.normal(size=2).astype(np.float32))],
+               kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=2 if depthwise else 1)
+    if op == "HardSigmoid":
+        t = b.node(op, [t], alpha=0.3, beta=0.4)
+    elif op in ("HardSwish", "Sigmoid", "Tanh"):
+        t = b.node(op, [t])
+    elif op == "ClipInputs":
+        t = b.node("Clip", [t, b.const(np.float32(0.0)), b.const(np.float32(6.0))])
+    elif op == "ClipNoMin":
+        t = b.node("Clip", [t, "", b.const(np.float32(0.5))])
+    elif op == "SiLU":
+        t = b.node("Mul", [t, b.node("Sigmoid", [t])])
+    elif op == "BatchNormalization":
+        t = b.node(op, [t, *(b.const(v.astype(np.float32)) for v in (rng.uniform(0.5, 2, 2), rng.normal(size=2), rng.normal(size=2), rng.uniform(0.5, 2, 2)))])
+    elif op == "ReduceMean":
+        t = b.node("Unsqueeze", [b.node(op, [t], axes=[-1], keepdims=0), b.const(np.array([3], np.int64))])
+    elif op == "ReduceSum":
+        t = b.node(op, [t, b.const(np.array([2], np.int64))], keepdims=1)
+    elif op == "SqueezeExcite":
+        gate = b.node("HardSigmoid", [b.node("Conv", [b.node("GlobalAveragePool", [t]), b.const(_weights(rng, (2, 2, 1, 1)))])])
+        t = b.node("Mul", [t, gate])
+    t = b.node("Flatten", [b.node("Dropout", [t])], axis=1)
+    return _finish(b, t, 2, 8, False, False)
+
+
+@pytest.mark.parametrize("op", ["HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "ClipInputs", "ClipNoMin", "SiLU",
+                                "BatchNormalization", "ReduceMean", "ReduceSum", "SqueezeExcite", "DepthwiseConv"])
+def test_each_rule_matches_a_float64_central_difference(op):
+    proto = _rule_model(op)
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(2, 2, 8, 8)) * 2
+    graph = GradientGraph(proto, "x", "logit")
+    assert graph.batched
+    _, exact = graph(points, 2)
+    logit, step = _float64_logit(proto), 1e-6
+    for point, gradient in zip(points, exact):
+        flat = gradient.reshape(-1)
+        for i in rng.choice(flat.size, size=16, replace=False):
+            bump = np.zeros(flat.size)
+            bump[i] = step
+            reference = (logit(point + bump.reshape(point.shape), 2) - logit(point - bump.reshape(point.shape), 2)) / (2 * step)
+            assert flat[i] == pytest.approx(reference, rel=1e-3, abs=1e-4 * (np.abs(flat).max() + 1e-3)), (op, i)

@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from smugir.attribution import provider_for
 from smugir.firstlayer import ConvLayer, first_layer
-from smugir.model import load_model
+from smugir.gradients import RULES, gradient_model
+from smugir.model import load_model, suffix_model, with_batch_of_one
 
 ROOT = Path(__file__).parent.parent
 EXPORTS = {
@@ -61,3 +63,37 @@ def test_neuron_terms_reproduce_preactivations_at_the_padded_border(export):
         terms = layer.neuron(i)
         assert terms.coefficients @ flat[terms.field] + terms.constant == pytest.approx(pre[i], rel=1e-9, abs=1e-9)
     assert layer.neuron(int(corner)).field.size == 3 * 2 * 2
+
+
+def test_whole_network_takes_the_gradient_graph_path(export):
+    """Every op after the stem (depthwise Conv, Clip with inputs, Pad, BatchNormalization, Add,
+    GlobalAveragePool, Reshape, Gemm) has a gradient rule: no fallback to finite differences."""
+    name, model, layer = export
+    sub = with_batch_of_one(suffix_model(model.proto, layer.post_name))
+    backward = gradient_model(sub, layer.post_name, "logit")
+    assert {n.op_type for n in sub.graph.node} <= set(RULES)
+    assert len(backward.graph.node) > len(sub.graph.node)
+
+
+def test_efficientnet_gradients_match_finite_differences():
+    model = load_model(EXPORTS["bn"])
+    layer = first_layer(model)
+    provider = provider_for(model, layer.post_name, "logit")
+    assert provider.name == "gradient-graph" and provider.batched
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=model.input_shape).astype(np.float32)
+    h = layer.activations(x).reshape(layer.output_shape[1:])
+    (value,), (grad,) = provider(h[None], 7)
+    # Along the gradient: (f(h + t u) - f(h - t u)) / 2t = |grad| for the unit vector u = grad / |grad|.
+    u = grad / np.linalg.norm(grad)
+    step = 1e-2
+    (up, down), _ = provider(np.stack([h + step * u, h - step * u]), 7)
+    assert (up - down) / (2 * step) == pytest.approx(np.linalg.norm(grad), rel=1e-2)
+    # A few single entries, the largest, by central differences (float32 logits: a step of 3e-3).
+    step = 3e-3
+    for i in np.argsort(-np.abs(grad.ravel()))[:3]:
+        bump = np.zeros(h.size)
+        bump[i] = step
+        (up, down), _ = provider(np.stack([h + bump.reshape(h.shape), h - bump.reshape(h.shape)]), 7)
+        assert (up - down) / (2 * step) == pytest.approx(grad.ravel()[i], rel=0.1)
+    assert value == pytest.approx(float(model.run(x)[0][0, 7]), rel=1e-5)
