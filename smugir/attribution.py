@@ -1,10 +1,14 @@
 """Integrated Gradients: which first-layer neurons matter for the label (and input-space IG).
 
 IG of the class output w.r.t. the first-layer post-activations h, baseline 0, trapezoid rule.
-The original method fixed 200 steps; measured on real MNIST, 200 steps can leave a completeness
-error of 17 % and change the top-k set, so by default the step count doubles from 64, reusing
-every point already evaluated (a refined trapezoid grid needs only the new midpoints), until
-|sum IG - (f(h) - f(0))| is below 1 % of |f(h) - f(0)| or 4096 steps.
+The original method fixed 200 uniform steps (`steps=200` still does that); measured on real MNIST,
+200 steps can leave a completeness error of 17 % and change the top-k set. By default the grid is
+refined where the path needs it until |sum IG - (f(h) - f(0))| is below 1 % of |f(h) - f(0)|:
+every point gives f and its derivative along the path (grad . (h - baseline)), so each interval
+knows its own share of the completeness error (its trapezoid minus the change of f across it);
+each round bisects the REFINE intervals with the largest share, in one batch. On EfficientNet-Lite0
+the derivative jumps wherever a ReLU6 downstream switches, and uniform doubling needed 128-512
+steps (up to 513 gradient evaluations); local refinement reaches the same 1 % with a few dozen.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ from smugir.errors import InputError, UnsupportedModelError
 from smugir.gradients import FiniteDifferences, GradientGraph, GradientProvider
 from smugir.model import suffix_model, with_batch_of_one
 
-START_STEPS = 64
-MAX_STEPS = 4096
+START_STEPS = 16  # uniform intervals before any refinement
+REFINE = 8  # intervals bisected per round: one batch of gradient evaluations
+MAX_STEPS = 4096  # intervals at most
+MAX_GRADIENT_BYTES = 1 << 30  # float32 gradients kept until the weights are final
 TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
 class IGResult:
     scores: np.ndarray  # one score per element of h (flat)
-    steps: int
+    steps: int  # trapezoid intervals (uniform when fixed, refined where needed when adaptive)
     completeness_error: float
     f_h: float
     f_0: float
@@ -45,6 +51,14 @@ def _relative_error(total: float, f_h: float, f_0: float) -> float:
     return abs(total - change) / max(abs(change), 1e-12)
 
 
+def _trapezoid_weights(alphas: np.ndarray) -> np.ndarray:
+    widths = np.diff(alphas)
+    weights = np.zeros(alphas.size)
+    weights[:-1] += widths / 2
+    weights[1:] += widths / 2
+    return weights
+
+
 def integrated_gradients(
     provider: GradientProvider,
     h: np.ndarray,
@@ -59,25 +73,70 @@ def integrated_gradients(
     base = np.zeros_like(h) if baseline is None else np.asarray(baseline, dtype=np.float64).reshape(h.shape)
     if steps is not None and int(steps) < 1:
         raise InputError(f"IG steps must be >= 1, got {steps}")
-    diff = h - base
+    path = _Path(provider, base, h - base, class_index)
+    if steps is not None:
+        weighted, f = path.uniform(int(steps))
+    else:
+        weighted, f = path.refined()
+    scores = path.diff * weighted
+    error = _relative_error(float(scores.sum()), f[-1], f[0])
+    return IGResult(scores, path.intervals, error, float(f[-1]), float(f[0]), target, provider.name, time.perf_counter() - start)
 
-    def evaluate(alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        values, grads = provider(base[None] + alphas.reshape(-1, *([1] * h.ndim)) * diff[None], class_index)
-        return values, grads.reshape(len(alphas), *h.shape)
 
-    n = int(steps) if steps is not None else START_STEPS
-    values, grads = evaluate(np.linspace(0.0, 1.0, n + 1))
-    f_0, f_h = float(values[0]), float(values[-1])
-    weighted = grads[1:-1].sum(axis=0) + 0.5 * (grads[0] + grads[-1])  # trapezoid sum before / n
-    scores = diff * weighted / n
-    error = _relative_error(float(scores.sum()), f_h, f_0)
-    while steps is None and error > TOLERANCE and n < MAX_STEPS:
-        _, midpoint_grads = evaluate((np.arange(n) + 0.5) / n)
-        weighted = weighted + midpoint_grads.sum(axis=0)
-        n *= 2
-        scores = diff * weighted / n
-        error = _relative_error(float(scores.sum()), f_h, f_0)
-    return IGResult(scores.reshape(-1), n, error, f_h, f_0, target, provider.name, time.perf_counter() - start)
+class _Path:
+    """Gradient evaluations along base + alpha * diff, in float32 batches as onnxruntime takes them."""
+
+    def __init__(self, provider: GradientProvider, base: np.ndarray, diff: np.ndarray, class_index: int):
+        self.provider, self.class_index, self.shape = provider, class_index, base.shape
+        self.base32, self.diff32 = base.astype(np.float32), diff.astype(np.float32)
+        self.diff = diff.reshape(-1)
+        self.intervals = 0
+
+    def evaluate(self, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(f (B,) float64, gradients (B, n) float32) at the given alphas."""
+        points = self.base32[None] + alphas.astype(np.float32).reshape(-1, *([1] * len(self.shape))) * self.diff32[None]
+        values, grads = self.provider(points, self.class_index)
+        return np.asarray(values, dtype=np.float64).reshape(-1), np.asarray(grads, dtype=np.float32).reshape(len(alphas), -1)
+
+    def uniform(self, steps: int, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """The trapezoid rule on `steps` equal intervals, summed batch by batch (nothing kept)."""
+        alphas = np.linspace(0.0, 1.0, steps + 1)
+        weights = _trapezoid_weights(alphas)
+        weighted, values = np.zeros(self.diff.size), []
+        for begin in range(0, alphas.size, batch):
+            f, grads = self.evaluate(alphas[begin : begin + batch])
+            weighted += weights[begin : begin + batch] @ grads.astype(np.float64)
+            values.append(f)
+        self.intervals = steps
+        return weighted, np.concatenate(values)
+
+    def refined(self) -> tuple[np.ndarray, np.ndarray]:
+        """START_STEPS uniform intervals, then the REFINE worst intervals bisected per round."""
+        alphas = np.linspace(0.0, 1.0, START_STEPS + 1)
+        values, grads = self.evaluate(alphas)
+        slopes = grads.astype(np.float64) @ self.diff
+        kept = [grads]
+        most = min(MAX_STEPS, MAX_GRADIENT_BYTES // (4 * max(1, self.diff.size))) + 1
+        while True:
+            order = np.argsort(alphas, kind="stable")
+            a, f, d = alphas[order], values[order], slopes[order]
+            local = np.diff(a) / 2 * (d[:-1] + d[1:]) - np.diff(f)  # each interval's completeness error
+            if _relative_error(float(_trapezoid_weights(a) @ d), f[-1], f[0]) <= TOLERANCE or alphas.size >= most:
+                break
+            worst = np.argsort(-np.abs(local), kind="stable")[: min(REFINE, most - alphas.size)]
+            new = (a[worst] + a[worst + 1]) / 2
+            f_new, g_new = self.evaluate(new)
+            alphas, values = np.concatenate([alphas, new]), np.concatenate([values, f_new])
+            slopes = np.concatenate([slopes, g_new.astype(np.float64) @ self.diff])
+            kept.append(g_new)
+        weights = np.empty(alphas.size)
+        weights[order] = _trapezoid_weights(a)
+        weighted, row = np.zeros(self.diff.size), 0
+        for block in kept:
+            weighted += weights[row : row + len(block)] @ block.astype(np.float64)
+            row += len(block)
+        self.intervals = alphas.size - 1
+        return weighted, f
 
 
 def top_k(scores: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:

@@ -293,8 +293,12 @@ def prepare_units(
     rank: str = "ig",
     settings: dict[str, Any] | None = None,
     formulation: str = DEFAULT_FORMULATION,
+    attribution: IGResult | None = None,
 ) -> Setup:
     """Attribution, neuron selection and the masking problem, for fixed mask units and baseline.
+
+    `attribution`: first-layer IG already computed for this input and label (`first_layer_attribution`),
+    reused instead of recomputed, e.g. for several gammas or formulations of one input.
 
     Baseline-relative: only neurons the input moved above the baseline are ranked (and constrained);
     published: neurons with a positive activation on x."""
@@ -308,7 +312,8 @@ def prepare_units(
     label = predicted if label is None else _check_label(label, original.size)
 
     clock = time.perf_counter()
-    attribution = first_layer_attribution(model, layer, x, label, steps=ig_steps)
+    if attribution is None:
+        attribution = first_layer_attribution(model, layer, x, label, steps=ig_steps)
     activations = layer.activations(x)
     masked_out = np.where(units.unit_of >= 0, np.asarray(base, dtype=np.float64).reshape(-1), np.asarray(x, dtype=np.float64).reshape(-1))
     eligible = eligible_neurons(layer, x, masked_out, formulation)
