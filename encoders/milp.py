@@ -123,18 +123,17 @@ class MilpModel:
                 self._row(expr[problem.label] - expr[j], problem.margin + margin + const[j] - const[problem.label], inf)
 
     def start_from(self, mask: np.ndarray) -> None:
-        """Give HiGHS a first solution: the mask with every hidden neuron's value and phase.
-
-        Whole networks only: HiGHS's own heuristics often find no mask at all within a time
-        limit on MNIST-sized nets, and a timeout should still return a mask.
-        """
+        """Give HiGHS a first solution: the mask (and, for whole networks, every hidden neuron's
+        value and phase: HiGHS's own heuristics often find no mask at all within a time limit on
+        MNIST-sized nets, and a timeout should still return a mask)."""
         values = np.zeros(self.highs.getNumCol())
         values[: self.n_units] = mask
-        h = self.problem.inputs(mask)
-        for (w, b), (h_cols, a_cols) in zip(self.problem.layers, self._hidden_columns):
-            z = w @ h + b
-            h = np.maximum(z, 0.0)
-            values[h_cols], values[a_cols] = h, z > 0
+        if isinstance(self.problem, NetworkMaskProblem):
+            h = self.problem.inputs(mask)
+            for (w, b), (h_cols, a_cols) in zip(self.problem.layers, self._hidden_columns):
+                z = w @ h + b
+                h = np.maximum(z, 0.0)
+                values[h_cols], values[a_cols] = h, z > 0
         solution = highspy.HighsSolution()
         solution.col_value = values.tolist()
         solution.value_valid = True
