@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import z3
 
 from smugir.problem import MaskProblem
@@ -18,9 +17,8 @@ def solve_original(problem: MaskProblem, timeout: float) -> tuple[str, float | N
     mask = [z3.Int(f"m_{u}") for u in range(problem.n_units)]
     for m in mask:
         optimize.add(z3.Or(m == 0, m == 1))
-    for row, bound in zip(problem.coefficients, problem.bounds):
-        nz = np.flatnonzero(row)
-        optimize.add(z3.Sum([float(row[u]) * mask[u] for u in nz]) > float(bound))
+    for units, values, bound in problem.rows():
+        optimize.add(z3.Sum([a * mask[u] for u, a in zip(units.tolist(), values.tolist())]) > bound)
     optimize.minimize(z3.Sum(mask))
     start = time.perf_counter()
     answer = optimize.check()

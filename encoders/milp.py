@@ -46,26 +46,31 @@ class MilpModel:
         self.highs.setOptionValue("output_flag", False)
         self.highs.setOptionValue("threads", 1)
         self.n_units = problem.n_units
-        inf = highspy.kHighsInf
         if isinstance(problem, MaskProblem):
-            columns = self._add_columns(problem.weights, np.zeros(self.n_units), np.ones(self.n_units), integer=True)
-            scale = np.maximum(np.maximum(np.abs(problem.coefficients).max(axis=1, initial=0), np.abs(problem.bounds)), 1e-300)
-            rows = problem.coefficients / scale[:, None]
-            lower = problem.bounds / scale + margin
-            for row, low in zip(rows, lower):
-                nz = np.flatnonzero(row)
-                self.highs.addRow(float(low), inf, len(nz), columns[nz].astype(np.int32), row[nz])
+            self._encode_mask(problem, margin)
         else:
             self._encode_network(problem, margin)
+
+    def _encode_mask(self, problem: MaskProblem, margin: float) -> None:
+        """All rows in one call, straight from the problem's CSR arrays (no dense row is ever made)."""
+        columns = self._add_columns(problem.weights, np.zeros(self.n_units), np.ones(self.n_units), integer=True)
+        a = problem.coefficients
+        scale = np.maximum(problem.row_scale(), 1e-300)
+        values = a.data / np.repeat(scale, np.diff(a.indptr))
+        lower = problem.bounds / scale + margin
+        upper = np.full(problem.n_constraints, highspy.kHighsInf)
+        starts = a.indptr[:-1].astype(np.int32)
+        self.highs.addRows(problem.n_constraints, lower, upper, a.nnz, starts, columns[a.indices].astype(np.int32), values)
 
     def _add_columns(self, cost, lower, upper, integer: bool) -> np.ndarray:
         start = self.highs.getNumCol()
         n = len(cost)
         self.highs.addCols(n, np.asarray(cost, float), np.asarray(lower, float), np.asarray(upper, float), 0, np.array([], np.int32), np.array([], np.int32), np.array([], float))
-        if integer:
-            for j in range(start, start + n):
-                self.highs.changeColIntegrality(j, highspy.HighsVarType.kInteger)
-        return np.arange(start, start + n)
+        columns = np.arange(start, start + n)
+        if integer and n:
+            kind = np.full(n, int(highspy.HighsVarType.kInteger), dtype=np.uint8)
+            self.highs.changeColsIntegrality(n, columns.astype(np.int32), kind)
+        return columns
 
     def _row(self, coefficients: np.ndarray, lower: float, upper: float) -> None:
         nz = np.flatnonzero(coefficients)

@@ -71,9 +71,10 @@ def _row_scale(row: np.ndarray, bound: float, digits: int) -> int:
 
 
 def _scaled_row(row: np.ndarray, bound: float, digits: int) -> tuple[list[int], int]:
+    """The row's (non-zero) coefficients rounded down and its bound rounded up, at one power of ten."""
     exponent = _row_scale(row, bound, digits)
     scale = Fraction(10) ** exponent
-    coefficients = [floor(Fraction(float(a)) * scale) for a in row]
+    coefficients = [floor(Fraction(a) * scale) for a in np.asarray(row, dtype=np.float64).tolist()]
     return coefficients, ceil(Fraction(float(bound)) * scale)
 
 
@@ -90,17 +91,16 @@ def encode(problem: MaskProblem, mode: str = "scaled", digits: int = DEFAULT_DIG
     symbols = tuple(mgr.Symbol(f"m_{u}", BOOL) for u in range(problem.n_units))
     integer = mode == "scaled" and _integer_weights(problem.weights)
     atoms = []
-    for row, bound in zip(problem.coefficients, problem.bounds):
-        nz = np.flatnonzero(row)
+    for units, values, bound in problem.rows():  # the non-zeros of each row only
         if mode == "scaled":
-            coefficients, rhs = _scaled_row(row, bound, digits)
-            terms = [mgr.Ite(symbols[u], mgr.Int(coefficients[u]), mgr.Int(0)) for u in nz if coefficients[u] != 0]
+            coefficients, rhs = _scaled_row(values, bound, digits)
+            terms = [mgr.Ite(symbols[u], mgr.Int(c), mgr.Int(0)) for u, c in zip(units.tolist(), coefficients) if c != 0]
             atoms.append(mgr.GT(mgr.Plus(terms) if terms else mgr.Int(0), mgr.Int(rhs)))
         else:
-            terms = [mgr.Ite(symbols[u], mgr.Real(Fraction(float(row[u]))), mgr.Real(0)) for u in nz]
+            terms = [mgr.Ite(symbols[u], mgr.Real(Fraction(a)), mgr.Real(0)) for u, a in zip(units.tolist(), values.tolist())]
             atoms.append(mgr.GT(mgr.Plus(terms) if terms else mgr.Real(0), mgr.Real(Fraction(float(bound)))))
     # A unit no constraint reads only costs: no minimal mask keeps it, so it is fixed out.
-    unused = np.flatnonzero(~problem.coefficients.any(axis=0) & (problem.weights > 0))
+    unused = np.flatnonzero(~problem.used_units() & (problem.weights > 0))
     atoms += [mgr.Not(symbols[u]) for u in unused]
     weights = tuple(int(w) for w in problem.weights) if integer else tuple(Fraction(float(w)) for w in problem.weights)
     if mode == "scaled" and not integer:

@@ -328,8 +328,7 @@ def finish(setup: Setup, solver: str = DEFAULT_SOLVER, timeout: float | None = D
     settings = {**setup.settings, "timeout": timeout, "solutions": solutions}
     if setup.problem is None:
         unit_mask = np.zeros(setup.units.n_units, dtype=bool)
-        for covered in receptive_units(setup.layer, setup.units, setup.neurons):
-            unit_mask[covered] = True
+        unit_mask[receptive_units(setup.layer, setup.units, setup.neurons).indices] = True
         solver_name = "none (SMUG_base: every unit in a kept receptive field)"
         found_solutions = [Solution("feasible", unit_mask, float(unit_mask.sum()), None, solver_name, 0.0, {})]
     else:

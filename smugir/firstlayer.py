@@ -77,6 +77,51 @@ class NeuronTerms:
 
 
 @dataclass(frozen=True)
+class ReceptiveFields:
+    """The terms of several neurons at once, row by row in CSR form (one row per neuron asked for).
+
+    Row r is pre(x) = coefficients[s] @ x.flat[field[s]] + constants[r] with s = indptr[r]:indptr[r+1];
+    fields are sorted within a row and every coefficient is != 0. Its size is the total receptive
+    field size, never neurons x inputs: this is what keeps conv problems sparse.
+    """
+
+    indptr: np.ndarray  # (n_rows + 1,) int64
+    field: np.ndarray  # (nnz,) int64: raw input elements
+    coefficients: np.ndarray  # (nnz,) float64
+    constants: np.ndarray  # (n_rows,) float64
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.constants.size)
+
+    def rows(self) -> np.ndarray:
+        """The row of every entry, (nnz,) int64."""
+        return np.repeat(np.arange(self.n_rows, dtype=np.int64), np.diff(self.indptr))
+
+    def neuron(self, row: int) -> NeuronTerms:
+        span = slice(int(self.indptr[row]), int(self.indptr[row + 1]))
+        return NeuronTerms(self.field[span], self.coefficients[span], float(self.constants[row]))
+
+    def values(self, x_flat: np.ndarray) -> np.ndarray:
+        """Each row's pre-activation on a flat float64 input, (n_rows,)."""
+        products = self.coefficients * np.asarray(x_flat, dtype=np.float64)[self.field]
+        return np.bincount(self.rows(), products, minlength=self.n_rows) + self.constants
+
+
+def _merged_fields(rows: np.ndarray, field: np.ndarray, coefficients: np.ndarray, constants: np.ndarray) -> ReceptiveFields:
+    """CSR rows from (row, element, coefficient) triples: repeated elements summed, zeros dropped."""
+    n_rows = constants.size
+    order = np.lexsort((field, rows))
+    rows, field, coefficients = rows[order], field[order], coefficients[order]
+    starts = np.flatnonzero(np.r_[True, (np.diff(rows) != 0) | (np.diff(field) != 0)]) if rows.size else np.zeros(0, np.int64)
+    merged = np.add.reduceat(coefficients, starts) if rows.size else np.zeros(0)
+    rows, field = rows[starts], field[starts]
+    keep = merged != 0
+    indptr = np.r_[0, np.cumsum(np.bincount(rows[keep], minlength=n_rows))].astype(np.int64)
+    return ReceptiveFields(indptr, field[keep].astype(np.int64), merged[keep].astype(np.float64), constants.astype(np.float64))
+
+
+@dataclass(frozen=True)
 class FirstLayer:
     """What every first layer answers; `DenseLayer` and `ConvLayer` fill it in."""
 
@@ -108,6 +153,10 @@ class FirstLayer:
         return self.activation(self.preactivations(x))
 
     def neuron(self, i: int) -> NeuronTerms:
+        return self.fields(np.array([_check_neuron(self, i)])).neuron(0)
+
+    def fields(self, neurons: np.ndarray) -> ReceptiveFields:
+        """The terms of these neurons, in one vectorised pass (see `ReceptiveFields`)."""
         raise NotImplementedError
 
     def receptive_field(self, i: int) -> np.ndarray:
@@ -160,10 +209,10 @@ class DenseLayer(FirstLayer):
     def preactivations(self, x: np.ndarray) -> np.ndarray:
         return self._flat(x) @ self.weight.T + self.bias
 
-    def neuron(self, i: int) -> NeuronTerms:
-        row = self.weight[_check_neuron(self, i)]
-        support = np.flatnonzero(row)
-        return NeuronTerms(support, row[support], float(self.bias[i]))
+    def fields(self, neurons: np.ndarray) -> ReceptiveFields:
+        neurons = _check_neurons(self, neurons)
+        rows, field = np.nonzero(self.weight[neurons])
+        return _merged_fields(rows, field, self.weight[neurons[rows], field], self.bias[neurons])
 
     def receptive_field_size(self) -> int:
         return int(np.count_nonzero(self.weight, axis=1).max(initial=0))
@@ -197,32 +246,24 @@ class ConvLayer(FirstLayer):
     def out_spatial(self) -> tuple[int, ...]:
         return tuple(self.output_shape[2:])
 
-    def _taps(self, out_pos: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Input positions (per spatial axis, broadcastable over the kernel) and their in-bounds mask."""
-        in_spatial = self.affine.shape[2:]
-        grids = np.meshgrid(*[np.arange(k) for k in self.kernel], indexing="ij")
-        positions = [o * s - p + g * d for o, s, p, g, d in zip(out_pos, self.strides, self.pads_begin, grids, self.dilations)]
-        inside = np.ones(self.kernel, dtype=bool)
-        for pos, size in zip(positions, in_spatial):
+    def fields(self, neurons: np.ndarray) -> ReceptiveFields:
+        """Every tap of every neuron at once: arrays of (neurons, channels per group, kernel taps)."""
+        neurons = _check_neurons(self, neurons)
+        m, *out_pos = np.unravel_index(neurons, self.output_shape[1:])
+        m_total, c_per_group = self.weight.shape[:2]
+        taps = np.indices(self.kernel).reshape(len(self.kernel), -1)  # (n_axes, n_taps)
+        positions = [o[:, None] * s - p + t[None, :] * d for o, s, p, t, d in zip(out_pos, self.strides, self.pads_begin, taps, self.dilations)]
+        inside = np.ones(positions[0].shape, dtype=bool)  # (n, n_taps): taps outside are zero padding
+        for pos, size in zip(positions, self.affine.shape[2:]):
             inside &= (pos >= 0) & (pos < size)
-        return np.stack(positions), inside
-
-    def neuron(self, i: int) -> NeuronTerms:
-        m, *out_pos = np.unravel_index(_check_neuron(self, i), self.output_shape[1:])
-        c_per_group = self.weight.shape[1]
-        channels = (m // (self.weight.shape[0] // self.group)) * c_per_group + np.arange(c_per_group)
-        positions, inside = self._taps(tuple(out_pos))
-        spatial = tuple(pos[inside] for pos in positions)  # each (n_taps,)
-        taps_w = self.weight[m][:, inside]  # (C/g, n_taps)
-        z_index = (0, channels[:, None], *[s[None, :] for s in spatial])
-        raw_index = self.affine.index[z_index].ravel()
-        coefficients = (taps_w * self.affine.scale[z_index]).ravel()
-        constant = float(self.bias[m] + np.sum(taps_w * self.affine.shift[z_index]))
-        field_, inverse = np.unique(raw_index, return_inverse=True)
-        merged = np.zeros(field_.shape, dtype=np.float64)
-        np.add.at(merged, inverse, coefficients)
-        keep = merged != 0
-        return NeuronTerms(field_[keep], merged[keep], constant)
+        channels = (m // (m_total // self.group))[:, None] * c_per_group + np.arange(c_per_group)  # (n, C/g)
+        z_index = (0, channels[:, :, None], *[np.where(inside, pos, 0)[:, None, :] for pos in positions])
+        weights = self.weight.reshape(m_total, c_per_group, -1)[m] * inside[:, None, :]  # (n, C/g, n_taps)
+        constants = self.bias[m] + np.einsum("nct,nct->n", weights, self.affine.shift[z_index])
+        live = np.broadcast_to(inside[:, None, :], weights.shape)
+        rows = np.broadcast_to(np.arange(neurons.size)[:, None, None], weights.shape)[live]
+        raw_index = self.affine.index[z_index][live]
+        return _merged_fields(rows, raw_index, (weights * self.affine.scale[z_index])[live], constants)
 
     def preactivations(self, x: np.ndarray) -> np.ndarray:
         flat = self._flat(x)
@@ -282,6 +323,14 @@ def _check_neuron(layer: FirstLayer, i: int) -> int:
     if not 0 <= int(i) < layer.n_neurons:
         raise InputError(f"neuron index {i} is out of range: the first layer has {layer.n_neurons} neurons")
     return int(i)
+
+
+def _check_neurons(layer: FirstLayer, neurons: np.ndarray) -> np.ndarray:
+    neurons = np.asarray(neurons, dtype=np.int64).reshape(-1)
+    outside = neurons[(neurons < 0) | (neurons >= layer.n_neurons)]
+    if outside.size:
+        _check_neuron(layer, int(outside[0]))
+    return neurons
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ backend never has to know where the numbers came from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
+from scipy import sparse
 
 from smugir.errors import InputError
 
@@ -21,22 +22,28 @@ def _finite(name: str, array: np.ndarray) -> None:
 
 @dataclass(frozen=True)
 class MaskProblem:
-    """0-1 linear program: minimise weights @ m subject to coefficients @ m > bounds (strict)."""
+    """0-1 linear program: minimise weights @ m subject to coefficients @ m > bounds (strict).
 
-    coefficients: np.ndarray  # (n_constraints, n_units) float64: a_iu
+    `coefficients` is a `scipy.sparse.csr_array` (float64, sorted indices, no duplicates, no stored
+    zeros): a first-layer neuron reads only its receptive field, so a 224x224 conv problem with
+    3000 rows holds ~80k non-zeros, not 3000 x 50,176 floats. Dense arrays (and any scipy sparse
+    format) are accepted and converted.
+    """
+
+    coefficients: sparse.csr_array  # (n_constraints, n_units) float64: a_iu
     bounds: np.ndarray  # (n_constraints,) float64: b_i
     weights: np.ndarray  # (n_units,) float64 >= 0
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        coefficients = np.atleast_2d(np.asarray(self.coefficients, dtype=np.float64))
+        coefficients = as_csr(self.coefficients)
         bounds = np.asarray(self.bounds, dtype=np.float64).reshape(-1)
         weights = np.asarray(self.weights, dtype=np.float64).reshape(-1)
         if coefficients.shape[0] != bounds.size:
             raise InputError(f"{coefficients.shape[0]} constraint rows but {bounds.size} bounds")
         if coefficients.shape[1] != weights.size:
             raise InputError(f"{coefficients.shape[1]} unit columns but {weights.size} weights")
-        for name, array in (("coefficients", coefficients), ("bounds", bounds), ("weights", weights)):
+        for name, array in (("coefficients", coefficients.data), ("bounds", bounds), ("weights", weights)):
             _finite(name, array)
         if np.any(weights < 0):
             raise InputError("objective weights must be >= 0")
@@ -52,8 +59,34 @@ class MaskProblem:
     def n_constraints(self) -> int:
         return int(self.bounds.size)
 
+    def row(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Constraint i's non-zeros: (unit indices, coefficients)."""
+        a = self.coefficients
+        span = slice(int(a.indptr[i]), int(a.indptr[i + 1]))
+        return a.indices[span], a.data[span]
+
+    def rows(self) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+        """(unit indices, coefficients, bound) of every constraint, in order."""
+        for i in range(self.n_constraints):
+            yield (*self.row(i), float(self.bounds[i]))
+
+    def used_units(self) -> np.ndarray:
+        """(n_units,) bool: the units some constraint reads (the rest can only cost)."""
+        used = np.zeros(self.n_units, dtype=bool)
+        used[self.coefficients.indices] = True
+        return used
+
+    def row_scale(self) -> np.ndarray:
+        """max(|a_i|, |b_i|) per row: what encoders divide by to get unit-sized rows."""
+        a = self.coefficients
+        largest = np.zeros(self.n_constraints)
+        filled = np.flatnonzero(np.diff(a.indptr))
+        if filled.size:
+            largest[filled] = np.maximum.reduceat(np.abs(a.data), a.indptr[filled])
+        return np.maximum(largest, np.abs(self.bounds))
+
     def constraint_values(self, mask: np.ndarray) -> np.ndarray:
-        return self.coefficients @ np.asarray(mask, dtype=np.float64)
+        return self.coefficients @ np.asarray(mask, dtype=np.float64).reshape(-1)
 
     def is_satisfied(self, mask: np.ndarray) -> bool:
         """Every constraint strictly holds, in exact float64 arithmetic on the given mask."""
@@ -61,6 +94,21 @@ class MaskProblem:
 
     def objective(self, mask: np.ndarray) -> float:
         return float(self.weights @ np.asarray(mask, dtype=np.float64))
+
+
+def as_csr(coefficients: Any) -> sparse.csr_array:
+    """A float64 CSR array in canonical form from a dense array or any scipy sparse matrix/array."""
+    if sparse.issparse(coefficients):
+        if coefficients.ndim == 1:
+            coefficients = coefficients.reshape(1, -1)
+        matrix = sparse.csr_array(coefficients, dtype=np.float64, copy=True)
+    else:
+        matrix = sparse.csr_array(np.atleast_2d(np.asarray(coefficients, dtype=np.float64)))
+    if matrix.ndim != 2:
+        raise InputError(f"coefficients must be a 2-D matrix, got {matrix.ndim} dimensions")
+    matrix.sum_duplicates()
+    matrix.eliminate_zeros()
+    return matrix
 
 
 @dataclass(frozen=True)

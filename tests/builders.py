@@ -175,6 +175,25 @@ def first_layer_models() -> st.SearchStrategy[Built]:
     return st.one_of(dense_models(), conv_models())
 
 
+def loaded_with_units(built: Built, folder, rng: np.random.Generator, unit_kind: str):
+    """(model, first layer, mask units of `unit_kind`: pixel, random window size or random segments)."""
+    from smugir.firstlayer import first_layer
+    from smugir.model import load_model
+    from smugir.units import input_layout, pixel_units, segment_units, window_units
+
+    path = folder / "m.onnx"
+    onnx.save(built.proto, path)
+    model = load_model(path)
+    layout = input_layout(model.input_shape)
+    if unit_kind == "pixel":
+        units = pixel_units(layout)
+    elif unit_kind == "window":
+        units = window_units(layout, int(rng.integers(1, 4)))
+    else:
+        units = segment_units(layout, rng.integers(-1, 4, size=(layout.height, layout.width)))
+    return model, first_layer(model), units
+
+
 def exhaustive_minimum(problem) -> tuple[float | None, list[np.ndarray]]:
     """The true minimum and every mask that attains it (None when no mask works)."""
     best, masks = None, []

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from builders import first_layer_models
+from builders import first_layer_models, loaded_with_units
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,25 +12,15 @@ from smugir.constraints import base_saliency, receptive_units, smug_problem
 from smugir.errors import InputError
 from smugir.firstlayer import first_layer
 from smugir.model import load_model
-from smugir.units import input_layout, pixel_units, segment_units, window_units
+from smugir.units import input_layout, pixel_units, window_units
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(built=first_layer_models(), seed=st.integers(0, 2**16), unit_kind=st.sampled_from(["pixel", "window", "segment"]),
        gamma=st.floats(0, 0.99))
 def test_constraint_values_equal_onnxruntime(built, seed, unit_kind, gamma, tmp_path):
-    path = tmp_path / "m.onnx"
-    onnx.save(built.proto, path)
-    model = load_model(path)
-    layer = first_layer(model)
     rng = np.random.default_rng(seed)
-    layout = input_layout(model.input_shape)
-    if unit_kind == "pixel":
-        units = pixel_units(layout)
-    elif unit_kind == "window":
-        units = window_units(layout, int(rng.integers(1, 4)))
-    else:
-        units = segment_units(layout, rng.integers(-1, 4, size=(layout.height, layout.width)))
+    model, layer, units = loaded_with_units(built, tmp_path, rng, unit_kind)
     x = rng.normal(size=model.input_shape).astype(np.float32)
     baseline = rng.normal(size=model.input_shape).astype(np.float32) * rng.integers(0, 2)
     neurons = rng.choice(layer.n_neurons, size=min(layer.n_neurons, 5), replace=False)
@@ -72,8 +61,9 @@ def test_base_saliency_sums_scores_over_covering_neurons():
     scores[[0, 1]] = [2.0, 3.0]
     saliency = base_saliency(layer, units, np.array([0, 1]), scores)
     covered = receptive_units(layer, units, np.array([0, 1]))
-    assert saliency[np.intersect1d(covered[0], covered[1])].min() == 5.0
-    assert saliency.sum() == pytest.approx(2.0 * covered[0].size + 3.0 * covered[1].size)
+    first, second = (covered.indices[covered.indptr[r] : covered.indptr[r + 1]] for r in (0, 1))
+    assert saliency[np.intersect1d(first, second)].min() == 5.0
+    assert saliency.sum() == pytest.approx(2.0 * first.size + 3.0 * second.size)
 
 
 @pytest.mark.parametrize("gamma", [-0.1, 1.0, 1.5, float("nan")])

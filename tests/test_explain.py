@@ -38,15 +38,17 @@ def test_mnist_minimal_mask_is_verified(mnist_model):
 
 def test_one_unit_less_is_infeasible(mnist_model):
     """Minimality checked independently: no mask with objective - 1 units satisfies the problem."""
-    from smugir.solve import solve
+    from scipy import sparse
+
     from smugir.problem import MaskProblem
+    from smugir.solve import solve
 
     images, _ = mnist_samples()
     result = explain(mnist_model, images[1], top_k=16, gamma=0.5)
     p = result.problem
     # Add "sum m <= objective - 1" as a constraint: -sum m > -(objective - 1) - 1 (integers).
     harder = MaskProblem(
-        np.vstack([p.coefficients, -np.ones(p.n_units)]),
+        sparse.vstack([p.coefficients, -np.ones((1, p.n_units))]),
         np.append(p.bounds, -result.objective + 0.5),
         p.weights,
         p.metadata,
