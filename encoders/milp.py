@@ -182,7 +182,7 @@ class MilpModel:
 
     def _watch(self, on_progress, stop) -> None:
         """HiGHS's MIP interrupt callback, called often during the search: report changes, obey `stop`."""
-        last: list[tuple[float | None, float | None]] = [(None, None)]
+        last: list = [None, None, 0.0]  # incumbent, bound, time reported
 
         def finite(value: float) -> float | None:
             return float(value) if np.isfinite(value) and abs(value) < highspy.kHighsInf else None
@@ -190,10 +190,11 @@ class MilpModel:
         def interrupt(event) -> None:
             if stop is not None and stop.is_set():
                 event.interrupt()
-            if on_progress is not None:
-                now = (finite(event.data_out.mip_primal_bound), finite(event.data_out.mip_dual_bound))
-                if now != last[0]:
-                    last[0] = now
-                    on_progress(*now)
+            if on_progress is not None:  # a new incumbent at once, bound moves at most 5 times a second
+                incumbent, bound = finite(event.data_out.mip_primal_bound), finite(event.data_out.mip_dual_bound)
+                now = time.monotonic()
+                if incumbent != last[0] or (bound != last[1] and now - last[2] > 0.2):
+                    last[:] = incumbent, bound, now
+                    on_progress(incumbent, bound)
 
         self.highs.cbMipInterrupt.subscribe(interrupt)

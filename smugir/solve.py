@@ -140,7 +140,7 @@ def _highs(problem: Problem, timeout: float | None, solutions: int, on_progress:
             result = model.solve(left, report if on_progress is not None else None, stop)
             if margin == 0.0:
                 relaxed_bound = result.bound
-            if result.mask is None or problem.is_satisfied(result.mask):
+            if result.mask is None or problem.is_satisfied(result.mask) or (stop is not None and stop.is_set()):
                 break
         status, bound = result.status, result.bound
         if margin > 0:  # the margin model is stricter than the problem: only the relaxation's bound holds
@@ -177,7 +177,7 @@ def _cpsat(problem: Problem, timeout: float | None, solutions: int, on_progress:
         result = solve_cpsat(problem, True, left, workers, tracker.report, stop, tuple(blocked))
         rounding = "relaxed"
         status, mask, bound = result.status, result.mask, result.bound
-        if mask is not None and not problem.is_satisfied(mask):
+        if mask is not None and not problem.is_satisfied(mask) and not (stop is not None and stop.is_set()):
             left = None if deadline is None else max(deadline - time.monotonic(), 0.01)
             restricted = solve_cpsat(problem, False, left, workers, lambda incumbent, _: tracker.report(incumbent, None), stop, tuple(blocked))
             rounding = "restricted"
@@ -439,7 +439,8 @@ def _strengthened(problem: MaskProblem, name: str, timeout: float | None, on_pro
             bound = objective
         seconds = time.monotonic() - clock
         solution = _checked(problem, Solution(status, mask, objective, bound, solver, seconds, {**details, **more}))
-        if solution.mask is None and mask is not None:  # a reduction misjudged a tie: solve unreduced
+        stopped = options.get("stop") is not None and options["stop"].is_set()
+        if solution.mask is None and mask is not None and not stopped:  # a reduction misjudged a tie: solve unreduced
             left = None if deadline is None else max(deadline - time.monotonic(), 0.01)
             return backend(problem, left, 1, on_progress=on_progress, **options)[0]
         tracker.report(solution.objective, solution.bound)
