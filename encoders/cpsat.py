@@ -100,7 +100,9 @@ def solve_cpsat(
         process.stdin.flush()
         reader.start()
         while answer is None:
-            if (stop is not None and stop.is_set()) or (limit is not None and time.perf_counter() > limit):
+            if stop is not None and stop.is_set():
+                break  # another solver has the answer: the process is killed below
+            if limit is not None and time.perf_counter() > limit:
                 _ask_to_stop(process)
             if limit is not None and time.perf_counter() > limit + GRACE:
                 break
@@ -117,7 +119,8 @@ def solve_cpsat(
             else:
                 answer = message
     finally:
-        _ask_to_stop(process)
+        if answer is None:
+            process.kill()
         try:
             process.wait(timeout=GRACE)
         except subprocess.TimeoutExpired:

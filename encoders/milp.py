@@ -128,18 +128,17 @@ class MilpModel:
                 self._row(expr[problem.label] - expr[j], problem.margin + margin + const[j] - const[problem.label], inf)
 
     def start_from(self, mask: np.ndarray) -> None:
-        """Give HiGHS a first solution: the mask with every hidden neuron's value and phase.
-
-        Whole networks only: HiGHS's own heuristics often find no mask at all within a time
-        limit on MNIST-sized nets, and a timeout should still return a mask.
-        """
+        """Give HiGHS a first solution: the mask (and, for whole networks, every hidden neuron's
+        value and phase: HiGHS's own heuristics often find no mask at all within a time limit on
+        MNIST-sized nets, and a timeout should still return a mask)."""
         values = np.zeros(self.highs.getNumCol())
         values[: self.n_units] = mask
-        h = self.problem.inputs(mask)
-        for (w, b), (h_cols, a_cols) in zip(self.problem.layers, self._hidden_columns):
-            z = w @ h + b
-            h = np.maximum(z, 0.0)
-            values[h_cols], values[a_cols] = h, z > 0
+        if isinstance(self.problem, NetworkMaskProblem):
+            h = self.problem.inputs(mask)
+            for (w, b), (h_cols, a_cols) in zip(self.problem.layers, self._hidden_columns):
+                z = w @ h + b
+                h = np.maximum(z, 0.0)
+                values[h_cols], values[a_cols] = h, z > 0
         solution = highspy.HighsSolution()
         solution.col_value = values.tolist()
         solution.value_valid = True
@@ -183,7 +182,7 @@ class MilpModel:
 
     def _watch(self, on_progress, stop) -> None:
         """HiGHS's MIP interrupt callback, called often during the search: report changes, obey `stop`."""
-        last: list[tuple[float | None, float | None]] = [(None, None)]
+        last: list = [None, None, 0.0]  # incumbent, bound, time reported
 
         def finite(value: float) -> float | None:
             return float(value) if np.isfinite(value) and abs(value) < highspy.kHighsInf else None
@@ -191,10 +190,11 @@ class MilpModel:
         def interrupt(event) -> None:
             if stop is not None and stop.is_set():
                 event.interrupt()
-            if on_progress is not None:
-                now = (finite(event.data_out.mip_primal_bound), finite(event.data_out.mip_dual_bound))
-                if now != last[0]:
-                    last[0] = now
-                    on_progress(*now)
+            if on_progress is not None:  # a new incumbent at once, bound moves at most 5 times a second
+                incumbent, bound = finite(event.data_out.mip_primal_bound), finite(event.data_out.mip_dual_bound)
+                now = time.monotonic()
+                if incumbent != last[0] or (bound != last[1] and now - last[2] > 0.2):
+                    last[:] = incumbent, bound, now
+                    on_progress(incumbent, bound)
 
         self.highs.cbMipInterrupt.subscribe(interrupt)

@@ -38,6 +38,7 @@ DEFAULT_SOLVER = "portfolio"
 DEFAULT_TIMEOUT = 60.0  # seconds; None (CLI: --timeout 0 or none) for no limit
 PORTFOLIO = ("highs", "cpsat")
 HEAD_START = 0.5  # seconds HiGHS runs alone in the portfolio: most problems are proven before CP-SAT's process starts
+INCUMBENT_SECONDS = 0.25  # local search budget before the exact search
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _checked(problem: Problem, solution: Solution) -> Solution:
 
 
 def _highs(problem: Problem, timeout: float | None, solutions: int, on_progress: OnProgress | None = None,
-           stop: threading.Event | None = None, **options) -> list[Solution]:
+           stop: threading.Event | None = None, start: np.ndarray | None = None, **options) -> list[Solution]:
     """HiGHS, first on the relaxation (`>=` for `>`): when its optimal mask passes the exact strict
     check, it is optimal for the strict problem too, proven in one solve. Only a mask that ties a
     bound within HiGHS's tolerance sends it to models with a strict margin, and then the
@@ -122,7 +123,6 @@ def _highs(problem: Problem, timeout: float | None, solutions: int, on_progress:
     blocked: list[np.ndarray] = []
     deadline = None if timeout is None else time.monotonic() + timeout
     margins = (0.0, STRICT_MARGIN, STRICT_MARGIN * 100, STRICT_MARGIN * 10_000)
-    start = None
     if isinstance(problem, NetworkMaskProblem):
         start = _irreducible_mask(replace(problem, margin=problem.margin + STRICT_MARGIN))
     while len(found) < solutions:
@@ -140,7 +140,7 @@ def _highs(problem: Problem, timeout: float | None, solutions: int, on_progress:
             result = model.solve(left, report if on_progress is not None else None, stop)
             if margin == 0.0:
                 relaxed_bound = result.bound
-            if result.mask is None or problem.is_satisfied(result.mask):
+            if result.mask is None or problem.is_satisfied(result.mask) or (stop is not None and stop.is_set()):
                 break
         status, bound = result.status, result.bound
         if margin > 0:  # the margin model is stricter than the problem: only the relaxation's bound holds
@@ -177,7 +177,7 @@ def _cpsat(problem: Problem, timeout: float | None, solutions: int, on_progress:
         result = solve_cpsat(problem, True, left, workers, tracker.report, stop, tuple(blocked))
         rounding = "relaxed"
         status, mask, bound = result.status, result.mask, result.bound
-        if mask is not None and not problem.is_satisfied(mask):
+        if mask is not None and not problem.is_satisfied(mask) and not (stop is not None and stop.is_set()):
             left = None if deadline is None else max(deadline - time.monotonic(), 0.01)
             restricted = solve_cpsat(problem, False, left, workers, lambda incumbent, _: tracker.report(incumbent, None), stop, tuple(blocked))
             rounding = "restricted"
@@ -200,7 +200,7 @@ def _cpsat(problem: Problem, timeout: float | None, solutions: int, on_progress:
 
 
 def _portfolio(problem: Problem, timeout: float | None, solutions: int, on_progress: OnProgress | None = None,
-               stop: threading.Event | None = None, **options) -> list[Solution]:
+               stop: threading.Event | None = None, strengthened: bool = False, **options) -> list[Solution]:
     """Race PORTFOLIO's backends in threads (HiGHS releases the GIL, CP-SAT runs in its own process),
     the later ones after HEAD_START: the first proof (optimal or infeasible) stops the others;
     without one, the best mask with the best bound of any member (each is proven for the same
@@ -221,7 +221,10 @@ def _portfolio(problem: Problem, timeout: float | None, solutions: int, on_progr
             finished.release()
             return
         try:
-            results[name] = BACKENDS[name](problem, timeout, solutions, on_progress=report, stop=stop_all, **options, **extra)
+            if strengthened:
+                results[name] = [_strengthened(problem, name, timeout, report, {**options, "stop": stop_all, **extra})]
+            else:
+                results[name] = BACKENDS[name](problem, timeout, solutions, on_progress=report, stop=stop_all, **options, **extra)
             if _proven(results[name], solutions):
                 stop_all.set()
         except BaseException as exc:  # noqa: BLE001 (reported below if no member succeeds)
@@ -382,6 +385,7 @@ BACKENDS: dict[str, Callable[..., list[Solution]]] = {
     "z3-optimize": _z3_optimize,
 }
 STRENGTHENED = ("portfolio", "highs", "cpsat")  # backends run inside the exact layer (presolve, incumbent, fixing)
+STARTS_FROM_INCUMBENT = ("highs",)  # given the incumbent as a start instead of an objective cutoff row
 
 
 def solve(
@@ -406,18 +410,23 @@ def solve(
     if int(solutions) < 1:
         raise SolverError(f"solutions must be >= 1, got {solutions}")
     strengthen = options.pop("presolve", True) and solver in STRENGTHENED and isinstance(problem, MaskProblem) and int(solutions) == 1
+    if strengthen and solver == "portfolio":
+        return _portfolio(problem, timeout, 1, on_progress, strengthened=True, **options)
     if strengthen:
-        return [_strengthened(problem, backend, timeout, on_progress, options)]
+        return [_strengthened(problem, solver, timeout, on_progress, options)]
     return backend(problem, timeout, int(solutions), on_progress=on_progress, **options)
 
 
-def _strengthened(problem: MaskProblem, backend, timeout: float | None, on_progress: OnProgress | None, options) -> Solution:
-    """Presolve, incumbent, reduced-cost fixing, then the backend on "a strictly better mask"; see
-    the module docstring for why each status is proven. A mask that fails the original problem
-    (presolve's float sums misjudged a tie) sends the whole problem to the backend unreduced."""
+def _strengthened(problem: MaskProblem, name: str, timeout: float | None, on_progress: OnProgress | None, options) -> Solution:
+    """Presolve and an incumbent; then CP-SAT searches for "a strictly better mask" with
+    reduced-cost fixing, HiGHS (which does better without an objective cutoff row, by measurement)
+    the presolved problem from the incumbent. See the module docstring for why each status is
+    proven. A mask that fails the original problem (presolve's float sums misjudged a tie) sends
+    the whole problem to the backend unreduced."""
     from smugir.incumbent import incumbent, reduced_cost_fixing, relaxation
     from smugir.presolve import presolve
 
+    backend = BACKENDS[name]
     clock = time.monotonic()
     deadline = None if timeout is None else clock + timeout
     pre = presolve(problem)
@@ -430,7 +439,8 @@ def _strengthened(problem: MaskProblem, backend, timeout: float | None, on_progr
             bound = objective
         seconds = time.monotonic() - clock
         solution = _checked(problem, Solution(status, mask, objective, bound, solver, seconds, {**details, **more}))
-        if solution.mask is None and mask is not None:  # a reduction misjudged a tie: solve unreduced
+        stopped = options.get("stop") is not None and options["stop"].is_set()
+        if solution.mask is None and mask is not None and not stopped:  # a reduction misjudged a tie: solve unreduced
             left = None if deadline is None else max(deadline - time.monotonic(), 0.01)
             return backend(problem, left, 1, on_progress=on_progress, **options)[0]
         tracker.report(solution.objective, solution.bound)
@@ -442,11 +452,12 @@ def _strengthened(problem: MaskProblem, backend, timeout: float | None, on_progr
     if reduced.n_units == 0 or reduced.n_constraints == 0:
         return finished("optimal", pre.expand(np.zeros(reduced.n_units, dtype=bool)), None, "smugir presolve")
     lp = relaxation(reduced)
-    start = incumbent(reduced, lp, seconds=1.0 if timeout is None else min(1.0, 0.1 * timeout)) if lp is not None else None
+    start = incumbent(reduced, lp, seconds=INCUMBENT_SECONDS if timeout is None else min(INCUMBENT_SECONDS, 0.05 * timeout)) if lp is not None else None
     search, offset, fix_one, keep = reduced, pre.fixed_weight, np.zeros(reduced.n_units, dtype=bool), np.arange(reduced.n_units)
     if lp is not None:
         details["lp_bound"] = lp.bound + pre.fixed_weight
         tracker.report(None, lp.bound + pre.fixed_weight)
+    cutoff = start is not None and name not in STARTS_FROM_INCUMBENT
     if start is not None:
         value = reduced.objective(start)
         details["start_objective"] = value + pre.fixed_weight
@@ -455,6 +466,7 @@ def _strengthened(problem: MaskProblem, backend, timeout: float | None, on_progr
         details["reduced_cost_fixed"] = int(fixing.zero.sum() + fixing.one.sum())
         if fixing.proven:
             return finished("optimal", pre.expand(start), None, "smugir incumbent + LP bound")
+    if cutoff:
         keep = np.flatnonzero(~(fixing.zero | fixing.one))
         fix_one = fixing.one
         search = _better_than(reduced, value, keep, fix_one)
@@ -467,14 +479,20 @@ def _strengthened(problem: MaskProblem, backend, timeout: float | None, on_progr
 
     left = None if deadline is None else max(deadline - time.monotonic(), 0.01)
     inner_tracker = _Tracker("", lambda p: tracker.report(p.incumbent, p.bound), offset)
-    result = backend(search, left, 1, on_progress=lambda p: inner_tracker.report(p.incumbent, p.bound), **options)[0]
+    extra = {"start": start} if start is not None and not cutoff else {}
+    result = backend(search, left, 1, on_progress=lambda p: inner_tracker.report(p.incumbent, p.bound), **options, **extra)[0]
     solver = result.solver
     more = {"backend": dict(result.details)}
     lp_bound = None if lp is None else lp.bound + pre.fixed_weight
-    if start is None:
+    if not cutoff:
         mask = None if result.mask is None else searched(result.mask)
         bound = _best_bound(lp_bound, None if result.bound is None else result.bound + offset)
-        return finished(result.status, mask, bound, solver, **more)
+        status = result.status
+        if start is not None and (mask is None or problem.objective(mask) > reduced.objective(start) + pre.fixed_weight):
+            mask, status = pre.expand(start), "feasible"
+            if bound is not None and _bound_reaches(bound, problem.objective(mask), problem.weights):
+                status = "optimal"
+        return finished(status, mask, bound, solver, **more)
     incumbent_value = reduced.objective(start) + pre.fixed_weight
     if result.status == "infeasible":  # nothing strictly better exists: the incumbent is optimal
         return finished("optimal", pre.expand(start), None, f"{solver} (no better mask than the incumbent)", **more)

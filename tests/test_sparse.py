@@ -20,7 +20,7 @@ from scipy import sparse
 import external_solvers
 from smugir.constraints import base_saliency, problem_memory, receptive_units, smug_problem
 from smugir.encoders.milp import MilpModel
-from smugir.exporters.instances import export_problem
+from smugir.exporters.instance_files import export_problem
 from smugir.firstlayer import first_layer
 from smugir.model import load_model
 from smugir.problem import MaskProblem
