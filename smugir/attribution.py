@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from smugir.budget import require
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.gradients import FiniteDifferences, GradientGraph, GradientProvider
 from smugir.model import suffix_model, with_batch_of_one
@@ -21,6 +22,7 @@ from smugir.model import suffix_model, with_batch_of_one
 START_STEPS = 64
 MAX_STEPS = 4096
 TOLERANCE = 0.01
+BYTES_PER_POINT_VALUE = 40  # per IG point and first-layer value: float64 points and gradients, float32 copies
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ def integrated_gradients(
     diff = h - base
 
     def evaluate(alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        require(f"Integrated Gradients at {len(alphas)} points of {h.size} values", BYTES_PER_POINT_VALUE * len(alphas) * h.size)
         values, grads = provider(base[None] + alphas.reshape(-1, *([1] * h.ndim)) * diff[None], class_index)
         return values, grads.reshape(len(alphas), *h.shape)
 
