@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from smugir.budget import elements, require
 from smugir.convolution import conv_window, node_attributes
 from smugir.errors import InputError, UnsupportedModelError, UnsupportedOpError
 from smugir.model import Model
@@ -340,10 +341,14 @@ def _node_label(node: onnx.NodeProto) -> str:
     return node.name or f"{node.op_type}->{node.output[0]}"
 
 
+AFFINE_BYTES = 24  # per input element: the int64 index, float64 scale and shift of `InputAffine`
+
+
 def first_layer(model: Model) -> FirstLayer:
     """Follow the data input through the supported preprocessing to the first linear layer."""
-    graph = _Graph(model)
     shape = model.input_shape
+    require(f"the first layer's map of the input {model.input_name!r} {list(shape)}", AFFINE_BYTES * elements(shape))
+    graph = _Graph(model)
     affine = InputAffine(
         np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape),
         np.ones(shape),
@@ -516,6 +521,7 @@ def _check_features(node: onnx.NodeProto, k: int, shape: tuple[int, ...]) -> Non
 def _fold_dense(weight: np.ndarray, bias: np.ndarray, affine: InputAffine, n_inputs: int) -> tuple[np.ndarray, np.ndarray]:
     """W_raw[:, index[k]] += W[:, k] * scale[k]; b_raw = b + W @ shift."""
     index, scale, shift = (a.reshape(-1) for a in (affine.index, affine.scale, affine.shift))
+    require(f"the folded first-layer weight ({weight.shape[0]} x {n_inputs}, float64)", 16 * weight.shape[0] * n_inputs)
     folded = np.zeros((weight.shape[0], n_inputs))
     if np.array_equal(index, np.arange(index.size)):
         folded[:, : index.size] = weight * scale
