@@ -134,7 +134,7 @@ def png(width: int, height: int, depth: int = 8, color: int = 0, rows: bytes | N
 
     header = struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0)
     if rows is None:
-        channels = {0: 1, 2: 3, 4: 2, 6: 4}[color]
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[color]  # 3: palette (no PLTE chunk: hostile)
         row = b"\0" + bytes(width * channels * depth // 8)
         compressor = zlib.compressobj(9)
         data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
