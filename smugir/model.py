@@ -16,7 +16,6 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 import onnx
-import onnx.external_data_helper
 import onnx.shape_inference
 import onnx.utils
 import onnxruntime as ort
@@ -342,9 +341,14 @@ def _declared_bytes(tensor: onnx.TensorProto) -> int | None:
 _PACKED_4BIT = {getattr(onnx.TensorProto, name) for name in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(onnx.TensorProto, name)}
 
 
+_KNOWN_TYPES = set(onnx.helper.get_all_tensor_dtypes())
+
+
 def _check_tensor_sizes(proto: onnx.ModelProto, path: Path) -> None:
     """Raw data of exactly the declared size: a hostile shape must not reach numpy's reshape."""
     for tensor, where in _stored_tensors(proto):
+        if tensor.data_type not in _KNOWN_TYPES:  # the checker lets unknown types through
+            raise ModelFileError(f"tensor {tensor.name!r} ({where}of {str(path)!r}) has the unknown data type {tensor.data_type}")
         if tensor.HasField("raw_data"):
             expected = _declared_bytes(tensor)
             if expected is not None and expected != len(tensor.raw_data):

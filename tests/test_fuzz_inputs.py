@@ -373,3 +373,18 @@ def test_memory_bombs_under_the_default_budget(tmp_path):
         assert run["code"] == 2 and run["err"].count("\n") == 1, run
         assert run["peak"] < 1 << 30, run
     print("peak memory after each bomb, default budget (MiB):", [round(r["peak"] / 2**20) for r in runs])
+
+
+def test_non_utf8_file_names_are_escaped(workdir):
+    """A model file name that is not UTF-8 (bytes 0xff, an ANSI escape): export writes the file
+    (the SMT-LIB source names it with the odd bytes replaced), and errors stay one escaped line."""
+    model = workdir / os.fsdecode(b"m\xff\x1b[31m.onnx")
+    model.write_bytes(MNIST.read_bytes())
+    image = DATA.parent.parent / "examples" / "data" / "mnist_test_2.png"
+    code, out, err = smug("export", model, image, "--window", "7", "--bound", "opt", "--out", workdir / "x.smt2")
+    assert code == 0, err
+    source = (workdir / "x.smt2").read_text(encoding="utf-8")
+    assert "\x1b" not in source and "m__[31m.onnx" in source
+    code, _, err = smug("explain", model, workdir / os.fsdecode(b"missing\xfe.png"))
+    assert_clean(code, err)
+    assert code == 2 and "\\udcfe" in err

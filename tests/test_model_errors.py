@@ -199,7 +199,7 @@ import socket  # noqa: E402
 import hostile  # noqa: E402
 
 from smugir import budget  # noqa: E402
-from smugir.errors import BudgetError, NotAClassifierError  # noqa: E402
+from smugir.errors import NotAClassifierError  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", hostile.EXTERNAL_KINDS)
