@@ -15,6 +15,7 @@ import numpy as np
 
 from smugir.attribution import IGResult, first_layer_attribution, top_k as select_top_k
 from smugir.baseline import make_baseline
+from smugir.budget import require
 from smugir.constraints import base_saliency, check_gamma, network_problem, receptive_units, smug_problem
 from smugir.errors import InputError
 from smugir.firstlayer import FirstLayer, first_layer
@@ -298,6 +299,7 @@ def prepare_units(
     if method == "network":
         problem = network_problem(mlp_layers(model, layer), layer, x, base, units, label, margin, metadata)
     elif method == "smug":
+        require(f"the masking problem ({neurons.size} neurons x {units.n_units} units, float64)", 8 * neurons.size * units.n_units)
         problem = smug_problem(layer, x, base, units, neurons, gamma, metadata=metadata)
     timings["build"] = time.perf_counter() - clock
     return Setup(
