@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Sequence
 from smugir.errors import SmugError, printable
 
 MAX_SOLUTIONS = 1000  # each one is a further solve with the previous masks blocked
+MAX_INTEGER = 2**31 - 1  # no count, size or index of smugir's is larger; numpy needs C integers
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -379,6 +380,13 @@ def _check_options(args: argparse.Namespace) -> None:
     from smugir.budget import format_size, limit
     from smugir.errors import InputError
 
+    for option, value in vars(args).items():
+        if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INTEGER <= value <= MAX_INTEGER:
+            raise InputError(f"--{option.replace('_', '-')} {value} is out of range (at most {MAX_INTEGER})")
+    for option in ("scale", "mean", "std"):
+        values = getattr(args, option, None)
+        if values is not None and not all(math.isfinite(v) for v in (values if isinstance(values, tuple) else (values,))):
+            raise InputError(f"--{option} must be finite, got {values}")
     for option in ("timeout", "input_timeout"):
         value = getattr(args, option, None)
         if value is not None and not (math.isfinite(value) and value > 0):

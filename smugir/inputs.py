@@ -59,7 +59,8 @@ def check_input(array: np.ndarray, input_shape: tuple[int, ...], what: str = "in
     squeezed_model = [d for d in input_shape if d != 1]
     if squeezed_in != squeezed_model and len(squeezed_model) > 1:  # a flat model input takes any layout row-major
         raise InputError(f"{what} has shape {list(array.shape)} but the model input is {list(input_shape)}")
-    array = array.astype(np.float32).reshape(input_shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # out of float32's range: inf, refused just below
+        array = array.astype(np.float32).reshape(input_shape)
     if not np.all(np.isfinite(array)):
         raise InputError(f"{what} contains NaN or infinite values")
     return array
@@ -121,7 +122,8 @@ def normalise_pixels(chw: np.ndarray, scale: float, mean: tuple[float, ...], std
     mean_a, std_a = per_channel(mean, channels, "mean"), per_channel(std, channels, "std")
     if np.any(std_a == 0):
         raise InputError("std must not contain 0")
-    return (chw * scale - mean_a[:, None, None]) / std_a[:, None, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are refused by `check_input`
+        return (chw * scale - mean_a[:, None, None]) / std_a[:, None, None]
 
 
 def per_channel(values: float | tuple[float, ...] | np.ndarray, channels: int, name: str) -> np.ndarray:

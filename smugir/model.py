@@ -171,14 +171,16 @@ def load_model(path: str | os.PathLike) -> Model:
         raise ModelFileError(f"{str(path)!r} is not a readable ONNX model (protobuf parse failed: {exc})") from None
     if not proto.graph.node:
         raise ModelFileError(f"{str(path)!r} is not an ONNX model (its graph has no nodes)")
-    ranges = _load_external_data_safely(proto, path)
-    _check_tensor_sizes(proto, path)
     try:
+        ranges = _load_external_data_safely(proto, path)
+        _check_tensor_sizes(proto, path)
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{str(path)!r} fails the ONNX checker: {first_line}") from None
+    except UnicodeDecodeError:  # protobuf and the checker's messages decode names as UTF-8
+        raise ModelFileError(f"{str(path)!r} holds a name or string that is not UTF-8 text; not a valid ONNX model") from None
     data_input, output = _single_input_and_output(proto, path)
     check_classifier_output(output, path, proto.graph.output[0].type.tensor_type.HasField("shape"))
     return Model(path=path, proto=proto, sha256=model_sha256(raw, ranges), data_input=data_input, output=output)
