@@ -53,6 +53,6 @@ def _number(text: str, spec: str | float) -> float:
         value = float(text)
     except ValueError:
         raise InputError(f"unknown baseline {spec!r}; accepted: {', '.join(BASELINES)}") from None
-    if not np.isfinite(value):
-        raise InputError(f"baseline {spec!r} is not a finite number")
+    if not abs(value) <= float(np.finfo(np.float32).max):
+        raise InputError(f"baseline {spec!r} is not a finite float32 number")
     return value

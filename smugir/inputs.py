@@ -152,8 +152,8 @@ def slic_segments(x: np.ndarray, layout: InputLayout, count: int) -> np.ndarray:
     """SLIC superpixels (scikit-image) of the input shown as an image, about `count` of them."""
     from skimage.segmentation import slic
 
-    if count < 1:
-        raise InputError(f"slic needs at least 1 segment, got {count}")
+    if not 1 <= count <= layout.height * layout.width:
+        raise InputError(f"slic needs 1 to {layout.height * layout.width} segments (one per pixel at most), got {count}")
     image = layout.to_image(np.asarray(x).reshape(-1)).astype(np.float64).transpose(1, 2, 0)
     low, high = image.min(), image.max()
     image = (image - low) / (high - low) if high > low else np.zeros_like(image)

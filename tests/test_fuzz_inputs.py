@@ -244,9 +244,10 @@ OPTIONS = st.one_of(
     st.tuples(st.sampled_from(["--timeout", "--gamma", "--margin", "--scale"]), FLOATS),
     st.tuples(st.sampled_from(["--solutions", "--ig-steps", "--top-k", "--window", "--label"]),
               st.sampled_from(["-1", "0", "1", "1000000", "10000000", "1e8", "99999999999999999999"])),
-    st.tuples(st.just("--baseline"), st.sampled_from(["blur:1e9", "blur:nan", "blur:-1", "blur:0", "blur:28", "blur:29", "mean", "nan", "inf", "x"])),
+    st.tuples(st.just("--baseline"), st.sampled_from(["blur:1e9", "blur:nan", "blur:-1", "blur:0", "blur:28", "blur:29", "mean", "nan", "inf", "x", "1e300", "3e38", "blur:1e300"])),
     st.tuples(st.just("--max-memory"), st.sampled_from(["0", "1", "1k", "64M", "8G", "-5", "5Q", "1e3"])),
-    st.tuples(st.just("--segments"), st.sampled_from(["slic:0", "slic:-3", "slic:x", "nothing.npy"])),
+    st.tuples(st.just("--segments"), st.sampled_from(["slic:0", "slic:-3", "slic:x", "nothing.npy", "slic:1000000000", "slic:4"])),
+    st.tuples(st.just("--image-shape"), st.sampled_from(["28x28", "1x784", "0x0", "100000x100000", "=-28x-28", "axb"])),
 )
 
 
