@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-fast test-slow bench clean
+.PHONY: demo test test-fast test-slow test-fuzz bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +20,16 @@ demo: $(STAMP)
 	$(VENV)/bin/smug explain tests/data/mnist/mnist-net_256x2.onnx examples/data/mnist_test_2.png --out demo-out --force
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -m "slow or not slow"
+	$(PY) -m pytest -n 2 -m "not fuzz"
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -n 2 -m "not slow"
+	$(PY) -m pytest -n 2 -m "not slow and not fuzz"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -n 2 -m slow
+
+test-fuzz: $(STAMP)
+	$(PY) -m pytest -n 2 -m fuzz tests/test_fuzz_inputs.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_explain.py

@@ -18,11 +18,11 @@ from smugir.encoders.pysmt import Encoding
 from smugir.errors import InputError
 
 OBJECTIVES = ("bound", "omt")
-_UNSAFE = re.compile(r"[|\\\x00-\x1f\x7f]")
+_UNSAFE = re.compile(r"[|\\\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # and C1 controls, undecodable bytes of file names
 
 
 def safe_text(value: Any) -> str:
-    """Text allowed inside |...| in SMT-LIB: no '|', no backslash, no control characters."""
+    """Text allowed inside |...| in SMT-LIB: no '|', no backslash, no control characters or undecodable bytes."""
     return _UNSAFE.sub("_", str(value))
 
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from smugir.budget import require
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.gradients import FiniteDifferences, GradientGraph, GradientProvider
 from smugir.model import suffix_model, with_batch_of_one
@@ -27,6 +28,7 @@ REFINE = 8  # intervals bisected per round: one batch of gradient evaluations
 MAX_STEPS = 4096  # intervals at most
 MAX_GRADIENT_BYTES = 1 << 30  # float32 gradients kept until the weights are final
 TOLERANCE = 0.01
+BYTES_PER_POINT_VALUE = 40  # per IG point and first-layer value: float64 points and gradients, float32 copies
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class _Path:
 
     def evaluate(self, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(f (B,) float64, gradients (B, n) float32) at the given alphas."""
+        require(f"Integrated Gradients at {len(alphas)} points of {self.diff.size} values", BYTES_PER_POINT_VALUE * len(alphas) * self.diff.size)
         points = self.base32[None] + alphas.astype(np.float32).reshape(-1, *([1] * len(self.shape))) * self.diff32[None]
         values, grads = self.provider(points, self.class_index)
         return np.asarray(values, dtype=np.float64).reshape(-1), np.asarray(grads, dtype=np.float32).reshape(len(alphas), -1)

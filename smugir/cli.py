@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from smugir.errors import SmugError
+from smugir.errors import SmugError, printable
+
+MAX_SOLUTIONS = 1000  # each one is a further solve with the previous masks blocked
+MAX_INTEGER = 2**31 - 1  # no count, size or index of smugir's is larger; numpy needs C integers
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -183,6 +187,8 @@ def _image_shape(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 28x28, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive HEIGHTxWIDTH, got {text!r}")
     return height, width
 
 
@@ -387,8 +393,57 @@ def _add_evaluation(commands) -> None:
     add_commands(commands)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is in --help), like every other error of smug."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
+
+
+def _memory_size(text: str) -> int:
+    from smugir.budget import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Option values that no input makes right, refused before any work (exit 2, one line)."""
+    from smugir.budget import format_size, limit
+    from smugir.errors import InputError
+
+    for option, value in vars(args).items():
+        if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INTEGER <= value <= MAX_INTEGER:
+            raise InputError(f"--{option.replace('_', '-')} {value} is out of range (at most {MAX_INTEGER})")
+    for option in ("scale", "mean", "std"):
+        values = getattr(args, option, None)
+        if values is not None and not all(math.isfinite(v) for v in (values if isinstance(values, tuple) else (values,))):
+            raise InputError(f"--{option} must be finite, got {values}")
+    for option in ("timeout", "input_timeout"):
+        value = getattr(args, option, None)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"--{option.replace('_', '-')} must be a finite number of seconds > 0, got {value}")
+    solutions = getattr(args, "solutions", None)
+    if solutions is not None and not 1 <= solutions <= MAX_SOLUTIONS:
+        raise InputError(f"--solutions must be in 1..{MAX_SOLUTIONS}, got {solutions}")
+    steps = getattr(args, "ig_steps", None)
+    if steps is not None:
+        from smugir.attribution import BYTES_PER_POINT_VALUE
+
+        cap = max(1, limit() // BYTES_PER_POINT_VALUE - 1)  # a first layer of one neuron: the least any model needs
+        if not 1 <= steps <= cap:
+            raise InputError(f"--ig-steps must be in 1..{cap} (a memory limit of {format_size(limit())}), got {steps}")
+    baseline = str(getattr(args, "baseline", "") or "").strip().lower()
+    if baseline.startswith("blur:"):
+        from smugir.baseline import blur_sigma
+
+        blur_sigma(baseline, None)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="smug",
         description="Explain ONNX classifiers with provably minimal input masks (SMUG).",
     )
@@ -402,17 +457,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_batch(commands)
     _add_evaluation(commands)
+    for command in commands.choices.values():
+        command.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
+                             help="refuse steps that would need more memory than this, e.g. 8G or 500M "
+                             "(default: half of the memory available)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 prints escaped, never a UnicodeEncodeError
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
+    from smugir.budget import format_size, limit, limited
+
     try:
-        return run(args)
+        with limited(args.max_memory):
+            _check_options(args)
+            return run(args)
     except SmugError as exc:
-        print(f"smug {args.command}: error: {exc}", file=sys.stderr)
+        print(f"smug {args.command}: error: {printable(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:  # a step the estimates missed: still one line, never a traceback
+        print(f"smug {args.command}: error: out of memory (limit {format_size(args.max_memory or limit())}; --max-memory SIZE)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"smug {args.command}: interrupted", file=sys.stderr)

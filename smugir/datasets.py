@@ -14,8 +14,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from smugir.archives import ArrayHeader, npz_headers, read_npz
+from smugir.budget import elements
 from smugir.errors import InputError
 from smugir.inputs import IMAGE_SUFFIXES, check_input, image_to_input
+from smugir.safefiles import read_text_file
 from smugir.units import InputLayout
 
 SENTENCE_SUFFIXES = (".txt", ".tsv")
@@ -82,27 +85,27 @@ def select(items: list[Item], text_model: bool, spec: str | os.PathLike, limit: 
     return items[:limit]
 
 
-def archive_entry(path: Path, key: str | None, fits: Callable[[np.ndarray], bool], what: str = "inputs") -> tuple[str, np.ndarray, np.ndarray | None]:
-    """(key, array, labels) of an .npz: the array named `key`, or else the only one that `fits`;
-    the integer `labels` array when there is one, checked against the array's length."""
-    if not path.is_file():
+def archive_entry(path: Path, key: str | None, fits: Callable[[ArrayHeader], bool], what: str = "inputs") -> tuple[str, np.ndarray, np.ndarray | None]:
+    """(key, array, labels) of an .npz: the array named `key`, or else the only one whose header
+    `fits`; the integer `labels` array when there is one, checked against the array's length.
+    Headers are read first, so only these two arrays are ever inflated, within the memory budget."""
+    if not path.exists():
         raise InputError(f"archive {str(path)!r} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read archive {str(path)!r}: {exc}") from None
+    headers = npz_headers(path)
     if key is None:
-        candidates = [name for name, array in arrays.items() if fits(array)]
+        candidates = [name for name, header in headers.items() if fits(header)]
         if len(candidates) != 1:
             raise InputError(
-                f"archive {str(path)!r}: cannot tell which array holds the {what} ({', '.join(arrays) or 'none'}); "
+                f"archive {str(path)!r}: cannot tell which array holds the {what} ({', '.join(headers) or 'none'}); "
                 f"name it as {path.name}:KEY"
             )
         key = candidates[0]
-    if key not in arrays:
-        raise InputError(f"archive {str(path)!r} has no array {key!r}; it has: {', '.join(arrays)}")
-    array, labels = arrays[key], arrays.get("labels")
+    if key not in headers:
+        raise InputError(f"archive {str(path)!r} has no array {key!r}; it has: {', '.join(headers)}")
+    array = read_npz(path, key)
+    if array.ndim < 1:
+        raise InputError(f"archive {str(path)!r}: {key!r} is a scalar, not an array of {what}")
+    labels = read_npz(path, "labels") if "labels" in headers and key != "labels" else None
     if labels is not None and (labels.shape != (len(array),) or not np.issubdtype(labels.dtype, np.integer)):
         raise InputError(f"archive {str(path)!r}: 'labels' must be {len(array)} integers, got {labels.dtype} {list(labels.shape)}")
     return key, array, None if labels is None else labels.astype(np.int64)
@@ -117,8 +120,8 @@ def index_ids(count: int) -> list[str]:
 def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> list[Item]:
     size = int(np.prod(input_shape))
 
-    def fits(array: np.ndarray) -> bool:
-        return np.issubdtype(array.dtype, np.number) and array.ndim >= 1 and array[:1].size == size
+    def fits(header: ArrayHeader) -> bool:
+        return np.issubdtype(header.dtype, np.number) and header.ndim >= 1 and elements(header.shape[1:]) == size
 
     key, images, labels = archive_entry(path, key, fits)
     return [
@@ -128,9 +131,7 @@ def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> lis
 
 
 def _sentences(path: Path) -> Iterator[Item]:
-    if not path.is_file():
-        raise InputError(f"sentence file {str(path)!r} does not exist")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = read_text_file(path, "sentence file", errors="replace").splitlines()
     ids = index_ids(len(lines))
     for number, line in enumerate(lines):
         if not line.strip():

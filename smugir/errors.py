@@ -6,6 +6,8 @@ exit with code 2 instead of showing a traceback.
 
 from __future__ import annotations
 
+import unicodedata
+
 
 class SmugError(Exception):
     """Base class of every error smugir raises on bad input or unsupported models."""
@@ -47,5 +49,30 @@ class OutputError(SmugError):
     """An output path cannot be written (missing folder, existing file without --force)."""
 
 
+class BudgetError(SmugError):
+    """A declared shape, header or option asks for more memory than the budget (`--max-memory`)."""
+
+
+class NotAClassifierError(UnsupportedModelError):
+    """The model's output is not class scores: not float, not (C,) or (N, C), fewer than 2 classes, non-finite."""
+
+
 class MissingDependencyError(SmugError):
     """An optional extra (eval, dist) is needed for this command but not installed."""
+
+
+def printable(text: object) -> str:
+    """`text` with control characters, ANSI escapes, newlines and undecodable bytes escaped.
+
+    Names come from untrusted files (node and tensor names, file names): printed raw, an escape
+    sequence would drive the terminal and a newline would split one error into several lines.
+    """
+    out = []
+    for char in str(text):
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)

@@ -15,8 +15,10 @@ import numpy as np
 
 from smugir.attribution import IGResult, first_layer_attribution, top_k as select_top_k
 from smugir.baseline import make_baseline
+from smugir.budget import require
 from smugir.constraints import (
-    DEFAULT_FORMULATION, base_saliency, check_formulation, check_gamma, eligible_neurons, network_problem, receptive_units, smug_problem,
+    DEFAULT_FORMULATION, base_saliency, check_formulation, check_gamma, eligible_neurons, network_problem, problem_memory,
+    receptive_units, smug_problem,
 )
 from smugir.errors import InputError
 from smugir.firstlayer import FirstLayer, first_layer
@@ -338,6 +340,8 @@ def prepare_units(
     if method == "network":
         problem = network_problem(mlp_layers(model, layer), layer, x, base, units, label, margin, metadata)
     elif method == "smug":
+        require(f"the masking problem ({neurons.size} neurons x {units.n_units} units)",
+                problem_memory(neurons.size, layer.receptive_field_size(), units.n_units))
         problem = smug_problem(layer, x, base, units, neurons, gamma, metadata=metadata, formulation=formulation)
     timings["build"] = time.perf_counter() - clock
     return Setup(

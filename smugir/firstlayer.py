@@ -18,9 +18,10 @@ import onnx
 from onnx import numpy_helper
 
 from smugir.activations import Activation
+from smugir.budget import elements, require
 from smugir.convolution import conv_window, node_attributes
 from smugir.errors import InputError, UnsupportedModelError, UnsupportedOpError
-from smugir.folding import MAX_FOLDED_BYTES, SHAPE_OPS, fold_constants
+from smugir.folding import SHAPE_OPS, fold_constants
 from smugir.model import Model, make_session, with_batch_of_one
 
 LINEAR_OPS = ("Gemm", "MatMul", "Conv")
@@ -399,14 +400,13 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+AFFINE_BYTES = 24  # per input element: the int64 index, float64 scale and shift of `InputAffine`
+
+
 def _check_elements(node: onnx.NodeProto, shape: tuple[int, ...]) -> None:
-    """The walk keeps three float64/int64 arrays of z's shape; refuse a shape that would not fit the budget."""
-    needed = 24 * int(np.prod(shape, dtype=object))
-    if needed > MAX_FOLDED_BYTES:
-        raise UnsupportedModelError(
-            f"node {_node_label(node)!r} ({node.op_type}) makes the first layer's input {list(shape)} "
-            f"({needed / 2**20:.0f} MiB to track); the limit is {MAX_FOLDED_BYTES / 2**20:.0f} MiB"
-        )
+    """The walk keeps three float64/int64 arrays of z's shape: refuse a shape that would not fit the budget."""
+    require(f"the first layer's map of the input after node {_node_label(node)!r} ({node.op_type}) {list(shape)}",
+            AFFINE_BYTES * elements(shape))
 
 
 @dataclass(frozen=True)
@@ -680,6 +680,7 @@ def _check_features(node: onnx.NodeProto, k: int, shape: tuple[int, ...]) -> Non
 def _fold_dense(weight: np.ndarray, bias: np.ndarray, affine: InputAffine, n_inputs: int) -> tuple[np.ndarray, np.ndarray]:
     """W_raw[:, index[k]] += W[:, k] * scale[k]; b_raw = b + W @ shift (constant elements add only to b)."""
     index, scale, shift = (a.reshape(-1) for a in (affine.index, affine.scale, affine.shift))
+    require(f"the folded first-layer weight ({weight.shape[0]} x {n_inputs}, float64)", 16 * weight.shape[0] * n_inputs)
     folded = np.zeros((weight.shape[0], n_inputs))
     if np.array_equal(index, np.arange(index.size)):
         folded[:, : index.size] = weight * scale

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from smugir.convolution import conv_window, node_attributes
 from smugir.errors import UnsupportedModelError, UnsupportedOpError
-from smugir.model import make_session
+from smugir.model import make_session, run_session
 
 TARGETS = ("probability", "logit")
 GRAD_OPSET = 17
@@ -505,7 +505,7 @@ class GradientGraph:
         cls = np.array([class_index], dtype=np.int64)
         values, grads = [], []
         for start in range(0, len(points), self.chunk):
-            value, grad = self.session.run(None, {self.wrt: points[start : start + self.chunk], CLASS_INPUT: cls})
+            value, grad = run_session(self.session, None, {self.wrt: points[start : start + self.chunk], CLASS_INPUT: cls})
             values.append(np.asarray(value).reshape(-1))
             grads.append(np.asarray(grad).reshape((-1, *self.shape[1:])))
         return np.concatenate(values).astype(np.float64), np.concatenate(grads).astype(np.float64)
@@ -539,7 +539,7 @@ class FiniteDifferences:
     def _values(self, inputs: np.ndarray, class_index: int) -> np.ndarray:
         rows = []
         for start in range(0, len(inputs), self.chunk):
-            (logits,) = self.session.run(None, {self.input: inputs[start : start + self.chunk].astype(np.float32)})
+            (logits,) = run_session(self.session, None, {self.input: inputs[start : start + self.chunk].astype(np.float32)})
             rows.append(np.asarray(logits, dtype=np.float64).reshape(-1, np.asarray(logits).shape[-1]))
         logits = np.concatenate(rows)
         if self.target == "logit":

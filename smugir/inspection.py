@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from itertools import groupby
 
+from smugir.errors import printable
 from smugir.firstlayer import first_layer
 from smugir.model import load_model
 
@@ -55,7 +56,7 @@ def format_summary(summary: dict) -> str:
         f"            tensors: pre {layer['pre_activation_tensor']!r}, post {layer['post_activation_tensor']!r}",
         "            geometry " + ", ".join(f"{k}={v}" for k, v in layer["geometry"].items()),
     ]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # node and tensor names come from the file
 
 
 def _constants_line(folding: dict) -> str:

@@ -11,19 +11,21 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import onnx
-import onnx.external_data_helper
 import onnx.shape_inference
 import onnx.utils
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
+from smugir.budget import elements, format_size, require
 from smugir.convolution import check_model_convolutions
-from smugir.errors import ModelFileError, UnsafeModelError, UnsupportedModelError
+from smugir.errors import ModelFileError, NotAClassifierError, UnsafeModelError, UnsupportedModelError
 from smugir.folding import FoldingReport, fold_constants
+from smugir.safefiles import file_size, open_regular
 
 
 @dataclass(frozen=True)
@@ -80,15 +82,30 @@ class Model:
         """An onnxruntime session (cached), optionally with intermediate tensors as extra outputs."""
         key = tuple(extra_outputs)
         if key not in self._sessions:
+            require(f"running {str(self.path)!r} on one input (its declared tensors)", self.run_bytes)
             proto = expose_outputs(self.proto, list(extra_outputs)) if extra_outputs else self.proto
             self._sessions[key] = make_session(proto)
         return self._sessions[key]
+
+    @cached_property
+    def run_bytes(self) -> int:
+        """An upper bound on one run's memory: every tensor the graph declares, at batch 1."""
+        graph = self.proto.graph
+        total = 0
+        for value in [*graph.input, *graph.value_info, *graph.output]:
+            tensor_type = value.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor_type.shape.dim]
+            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).itemsize if tensor_type.elem_type else 4
+            total += elements(dims) * itemsize
+        return total
 
     def run(self, x: np.ndarray, extra_outputs: tuple[str, ...] = ()) -> list[np.ndarray]:
         """Run one sample of shape `input_shape`; returns [output, *extra_outputs]."""
         feed = {self.input_name: np.asarray(x, dtype=self.data_input.dtype).reshape(self.input_shape)}
         names = [self.output_name, *extra_outputs]
-        return self.session(tuple(extra_outputs)).run(names, feed)
+        outputs = run_session(self.session(tuple(extra_outputs)), names, feed)
+        check_scores(outputs[0], self.output)
+        return outputs
 
 
 def resolve_batch_shape(info: TensorInfo) -> tuple[int, ...]:
@@ -132,29 +149,46 @@ def make_session(proto: onnx.ModelProto) -> ort.InferenceSession:
         raise UnsupportedModelError(f"onnxruntime {ort.__version__} cannot run the model: {message}") from None
 
 
+def run_session(session: ort.InferenceSession, names: list[str] | None, feed: dict) -> list:
+    """`session.run`, with onnxruntime's failures (a run-time shape error, an allocation it cannot
+    make) turned into one named line instead of onnxruntime's own exception types."""
+    try:
+        return session.run(names, feed)
+    except Exception as exc:  # onnxruntime raises its own pybind classes (Fail, RuntimeException, ...)
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnsupportedModelError(f"onnxruntime {ort.__version__} failed running the model: {message}") from None
+
+
 def load_model(path: str | os.PathLike) -> Model:
-    """Load, check and shape-infer an ONNX classifier, reading external data only from its folder."""
+    """Load, check and shape-infer an ONNX classifier, reading external data only from its folder.
+
+    The gate runs before the ONNX checker or onnxruntime see anything: every tensor that can carry
+    external data is found, its data read by smugir from inside the model's folder and put into the
+    proto, so the checker and onnxruntime get bytes without a single file reference to resolve.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {str(path)!r} does not exist or is not a file")
-    raw = _read_bytes(path)
+    raw = _read_model_file(path)
     try:
         proto = onnx.load_model_from_string(raw)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise ModelFileError(f"{str(path)!r} is not a readable ONNX model (protobuf parse failed: {exc})") from None
     if not proto.graph.node:
         raise ModelFileError(f"{str(path)!r} is not an ONNX model (its graph has no nodes)")
-    _load_external_data_safely(proto, path)
     try:
+        ranges = _load_external_data_safely(proto, path)
+        _check_tensor_sizes(proto, path)
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{str(path)!r} fails the ONNX checker: {first_line}") from None
+    except UnicodeDecodeError:  # protobuf and the checker's messages decode names as UTF-8
+        raise ModelFileError(f"{str(path)!r} holds a name or string that is not UTF-8 text; not a valid ONNX model") from None
     data_input, output = _single_input_and_output(proto, path)
+    check_classifier_output(output, path, proto.graph.output[0].type.tensor_type.HasField("shape"))
     check_model_convolutions(proto)
     proto, folding = fold_constants(proto, data_input.name, make_session)
-    return Model(path=path, proto=proto, sha256=hashlib.sha256(raw).hexdigest(), data_input=data_input, output=output, folding=folding)
+    return Model(path=path, proto=proto, sha256=model_sha256(raw, ranges), data_input=data_input, output=output, folding=folding)
 
 
 def model_from_proto(proto: onnx.ModelProto, path: Path, sha256: str) -> Model:
@@ -163,52 +197,200 @@ def model_from_proto(proto: onnx.ModelProto, path: Path, sha256: str) -> Model:
     return Model(path=path, proto=proto, sha256=sha256, data_input=data_input, output=output)
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"cannot read model file {str(path)!r}: {exc.strerror}") from None
+def model_sha256(raw: bytes, ranges: dict[tuple[str, int, int], bytes]) -> str:
+    """sha256 of the model file's bytes, then of every external data range read, ordered by
+    (location, offset, length), each range once. Without external data: the file's sha256."""
+    digest = hashlib.sha256(raw)
+    for key in sorted(ranges):
+        digest.update(ranges[key])
+    return digest.hexdigest()
 
 
-def _load_external_data_safely(proto: onnx.ModelProto, path: Path) -> None:
-    """Refuse any external-data location that could leave the model's folder, then load it."""
-    folder = path.resolve().parent
-    external = [t for t in _all_tensors(proto.graph) if onnx.external_data_helper.uses_external_data(t)]
-    for tensor in external:
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        pure = Path(location)
-        if not location or pure.is_absolute() or ".." in pure.parts or location.startswith(("/", "\\")):
-            raise UnsafeModelError(
-                f"tensor {tensor.name!r} of {str(path)!r} asks for external data at {location!r}; only "
-                "relative locations inside the model's folder are accepted"
-            )
-        target = (folder / pure).resolve()
-        if not target.is_relative_to(folder):
-            raise UnsafeModelError(
-                f"tensor {tensor.name!r} of {str(path)!r} has external data {location!r} that resolves "
-                f"outside the model's folder (to {str(target)!r}); refused"
-            )
-        if not target.is_file():
-            raise ModelFileError(f"external data file {location!r} of tensor {tensor.name!r} is missing next to {str(path)!r}")
-    if external:
+# A protobuf parse holds the file's bytes and the decoded message, the checker and onnxruntime a
+# serialized copy each: about three times the model.
+PARSE_FACTOR = 3
+MAX_MODEL_BYTES = (2 << 30) - 1  # protobuf cannot serialize a bigger message
+
+
+def _read_model_file(path: Path) -> bytes:
+    with open_regular(path, "model file", ModelFileError) as stream:
+        require(f"reading the model file {str(path)!r}", PARSE_FACTOR * file_size(stream))
         try:
-            onnx.external_data_helper.load_external_data_for_model(proto, str(folder))
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(f"cannot read the external data of {str(path)!r}: {exc}") from None
+            return stream.read()
+        except OSError as exc:
+            raise ModelFileError(f"cannot read model file {str(path)!r}: {exc.strerror}") from None
 
 
-def _all_tensors(graph: onnx.GraphProto):
-    """Every tensor stored in a graph: initializers and node attributes, subgraphs included."""
-    yield from graph.initializer
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
-            if attr.HasField("g"):
-                yield from _all_tensors(attr.g)
-            for subgraph in attr.graphs:
-                yield from _all_tensors(subgraph)
+def _stored_tensors(message, where: str = "") -> Iterator[tuple[onnx.TensorProto, str]]:
+    """Every TensorProto inside `message`, found by walking all its protobuf fields (initializers,
+    sparse initializers' values and indices, attributes, Constants, subgraphs, local functions,
+    training info: whatever field holds one), with where it sits, for error messages."""
+    if isinstance(message, onnx.TensorProto):
+        yield message, where
+        return
+    if isinstance(message, onnx.NodeProto):
+        where = f"{where}node {message.name or message.op_type!r} ({message.op_type}), "
+    elif isinstance(message, onnx.FunctionProto):
+        where = f"{where}function {message.name!r}, "
+    elif isinstance(message, onnx.TrainingInfoProto):
+        where = f"{where}training info, "
+    for descriptor, value in message.ListFields():
+        if descriptor.type != descriptor.TYPE_MESSAGE:
+            continue
+        children = value if descriptor.is_repeated else [value]
+        if descriptor.message_type.GetOptions().map_entry:
+            continue
+        for child in children:
+            yield from _stored_tensors(child, where)
+
+
+def _is_external(tensor: onnx.TensorProto) -> bool:
+    return tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data) > 0
+
+
+def _safe_location(location: str) -> bool:
+    """Relative, inside the folder by its spelling: no absolute path, drive, `..`, NUL or backslash."""
+    pure = PurePosixPath(location)
+    return bool(location) and "\0" not in location and "\\" not in location and not pure.is_absolute() \
+        and ".." not in pure.parts and not PureWindowsPath(location).drive
+
+
+def _load_external_data_safely(proto: onnx.ModelProto, path: Path) -> dict[tuple[str, int, int], bytes]:
+    """Read every tensor's external data from inside the model's folder into the proto itself.
+
+    Refused, by name: a location that leaves the folder (absolute, `..`, a symlink out), a file
+    that is not a regular file or has other hard links, a range beyond the file's end or of
+    another size than the tensor's shape, and data over the memory budget (checked before reading).
+    Returns the ranges read, for `model_sha256`.
+    """
+    folder = path.resolve().parent
+    external = [(t, where) for t, where in _stored_tensors(proto) if _is_external(t)]
+    plans = []
+    for tensor, where in external:
+        label = f"tensor {tensor.name!r} ({where}of {str(path)!r})" if where else f"tensor {tensor.name!r} of {str(path)!r}"
+        entries = {e.key: e.value for e in tensor.external_data}
+        location = entries.get("location", "")
+        if not _safe_location(location):
+            raise UnsafeModelError(
+                f"{label} asks for external data at {location!r}; only relative locations inside the model's folder are accepted"
+            )
+        target = (folder / location).resolve()
+        if not target.is_relative_to(folder):
+            raise UnsafeModelError(f"{label} has external data {location!r} that resolves outside the model's folder (to {str(target)!r}); refused")
+        try:
+            offset = int(entries.get("offset", "0"))
+            length = int(entries["length"]) if "length" in entries else None
+        except ValueError:
+            raise ModelFileError(f"{label} has a non-integer external data offset or length") from None
+        plans.append((tensor, label, location, target, offset, length))
+    ranges: dict[tuple[str, int, int], bytes] = {}
+    if not plans:
+        return ranges
+    streams: dict[Path, BinaryIO] = {}
+    try:
+        sized = []
+        for tensor, label, location, target, offset, length in plans:
+            if target not in streams:
+                streams[target] = open_regular(target, f"{label}: its external data file", UnsafeModelError, single_link=True)
+            size = file_size(streams[target])
+            length = size - offset if length is None else length
+            if offset < 0 or length < 0 or offset + length > size:
+                raise ModelFileError(f"{label} asks for bytes {offset}..{offset + length} of {location!r}, which has {size} bytes")
+            expected = _declared_bytes(tensor)
+            if expected is not None and expected != length:
+                raise ModelFileError(f"{label} declares shape {list(tensor.dims)} ({expected} bytes) but its external data has {length} bytes")
+            require(f"the external data of {label}", PARSE_FACTOR * length)
+            sized.append((tensor, location, target, offset, length))
+        total = sum(item[-1] for item in sized)
+        if total + proto.ByteSize() > MAX_MODEL_BYTES:
+            raise UnsupportedModelError(
+                f"{str(path)!r} with its external data is {format_size(total + proto.ByteSize())}; smugir checks and runs models "
+                f"in memory, up to protobuf's limit of {format_size(MAX_MODEL_BYTES)}"
+            )
+        require(f"the external data of {str(path)!r} ({len(sized)} tensors)", PARSE_FACTOR * total)
+        for tensor, location, target, offset, length in sized:
+            key = (location, offset, length)
+            if key not in ranges:
+                ranges[key] = _read_range(streams[target], offset, length, location)
+            tensor.raw_data = ranges[key]
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+    finally:
+        for stream in streams.values():
+            stream.close()
+    return ranges
+
+
+def _read_range(stream: BinaryIO, offset: int, length: int, location: str) -> bytes:
+    chunks, done = [], 0
+    while done < length:
+        chunk = os.pread(stream.fileno(), min(length - done, 1 << 30), offset + done)
+        if not chunk:
+            raise ModelFileError(f"external data file {location!r} ended at byte {offset + done}, before {offset + length}")
+        chunks.append(chunk)
+        done += len(chunk)
+    return b"".join(chunks)
+
+
+def _declared_bytes(tensor: onnx.TensorProto) -> int | None:
+    """Bytes a tensor's shape declares, for the fixed-size types (None for strings and the like)."""
+    try:
+        itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return None
+    if tensor.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED) or itemsize == 0:
+        return None
+    if tensor.data_type in _PACKED_4BIT:
+        return (elements(tensor.dims) + 1) // 2
+    return elements(tensor.dims) * itemsize
+
+
+_PACKED_4BIT = {getattr(onnx.TensorProto, name) for name in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(onnx.TensorProto, name)}
+
+
+_KNOWN_TYPES = set(onnx.helper.get_all_tensor_dtypes())
+
+
+def _check_tensor_sizes(proto: onnx.ModelProto, path: Path) -> None:
+    """Raw data of exactly the declared size: a hostile shape must not reach numpy's reshape."""
+    for tensor, where in _stored_tensors(proto):
+        if tensor.data_type not in _KNOWN_TYPES:  # the checker lets unknown types through
+            raise ModelFileError(f"tensor {tensor.name!r} ({where}of {str(path)!r}) has the unknown data type {tensor.data_type}")
+        if tensor.HasField("raw_data"):
+            expected = _declared_bytes(tensor)
+            if expected is not None and expected != len(tensor.raw_data):
+                raise ModelFileError(
+                    f"tensor {tensor.name!r} ({where}of {str(path)!r}) declares shape {list(tensor.dims)} ({expected} bytes) "
+                    f"but holds {len(tensor.raw_data)} bytes"
+                )
+
+
+def check_classifier_output(output: TensorInfo, path: Path | str, has_shape: bool = True) -> None:
+    """What the graph says of the output: float class scores, (C,) or (N, C), at least 2 classes."""
+    where = f"the output {output.name!r} of {str(path)!r}"
+    if not np.issubdtype(output.dtype, np.floating):
+        raise NotAClassifierError(f"{where} is {output.dtype}, not float class scores; smugir explains classifiers")
+    if not has_shape:
+        return
+    if len(output.shape) not in (1, 2):
+        kind = "a scalar" if not output.shape else f"{len(output.shape)}-D {list(output.shape)}"
+        raise NotAClassifierError(f"{where} is {kind}; smugir needs class scores of shape (C,) or (N, C)")
+    classes = output.shape[-1]
+    if isinstance(classes, int) and classes < 2:
+        raise NotAClassifierError(f"{where} has {classes} class{'es' if classes != 1 else ''}; a classifier needs at least 2")
+
+
+def check_scores(scores: np.ndarray, output: TensorInfo) -> np.ndarray:
+    """What the values say of one sample's output: float, (C,) or (1, C), C >= 2, all finite."""
+    scores = np.asarray(scores)
+    where = f"the model's output {output.name!r}"
+    if not np.issubdtype(scores.dtype, np.floating):
+        raise NotAClassifierError(f"{where} is {scores.dtype} at run time, not float class scores")
+    if scores.ndim not in (1, 2) or (scores.ndim == 2 and scores.shape[0] != 1) or scores.shape[-1] < 2:
+        raise NotAClassifierError(f"{where} has shape {list(scores.shape)} for one input; a classifier gives (C,) or (1, C) scores, C >= 2")
+    if not np.all(np.isfinite(scores)):
+        raise NotAClassifierError(f"{where} has non-finite values ({'NaN' if np.isnan(scores).any() else 'inf'}) on this input")
+    return scores
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:

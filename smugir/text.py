@@ -19,6 +19,7 @@ from onnx import numpy_helper
 
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.model import Model, model_from_proto, suffix_model
+from smugir.safefiles import read_text_file
 from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
 from smugir.units import InputLayout, MaskUnits, segment_units
 
@@ -40,9 +41,7 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"vocabulary file {str(path)!r} does not exist")
-        tokens = tuple(path.read_text(encoding="utf-8").splitlines())
+        tokens = tuple(read_text_file(path, "vocabulary file").splitlines())
         if len(tokens) < 2:
             raise InputError(f"vocabulary {str(path)!r} needs at least the padding and unknown tokens (lines 0 and 1)")
         return cls(tokens, {t: i for i, t in enumerate(tokens)})

@@ -113,3 +113,134 @@ def test_atomic_writes(tmp_path):
         write_text(tmp_path / "missing" / "c.txt", "x")
     with pytest.raises(OutputError, match="does not exist"):
         check_folder(tmp_path / "missing" / "deeper", ["report.json"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Hostile arrays, archives, images and text files: one named error each, nothing read beyond the budget
+
+import io  # noqa: E402
+import os  # noqa: E402
+import zipfile  # noqa: E402
+
+import hostile  # noqa: E402
+
+from smugir import budget  # noqa: E402
+from smugir.datasets import read_dataset  # noqa: E402
+from smugir.errors import BudgetError  # noqa: E402
+from smugir.text import Vocabulary  # noqa: E402
+
+
+def _npy_header(shape, dtype="<f4") -> bytes:
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)})
+    return stream.getvalue()
+
+
+def test_npy_header_declaring_1e10_elements_is_refused_before_reading(tmp_path):
+    (tmp_path / "big.npy").write_bytes(_npy_header((100000, 100000)) + bytes(100))
+    with pytest.raises(InputError, match=r"declares \[100000, 100000\] float32 \(40000000000 bytes\) but holds only 100"):
+        load_input(str(tmp_path / "big.npy"), MNIST_SHAPE, MNIST_LAYOUT)
+    with open(tmp_path / "sparse.npy", "wb") as stream:  # the data is there (a sparse file): the budget refuses it
+        stream.write(_npy_header((100000, 100000)))
+        stream.truncate(40_000_000_200)
+    with budget.limited(1 << 30), pytest.raises(BudgetError, match=r"needs 37.3 GiB, over the memory limit of 1.0 GiB"):
+        load_input(str(tmp_path / "sparse.npy"), MNIST_SHAPE, MNIST_LAYOUT)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a valid .npy array"),
+    (b"\x93NUMPY\x01\x00", "not a valid .npy array"),
+    (b"garbage" * 10, "not a valid .npy array"),
+])
+def test_empty_and_garbage_npy(tmp_path, content, message):
+    (tmp_path / "x.npy").write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        load_input(str(tmp_path / "x.npy"), MNIST_SHAPE, MNIST_LAYOUT)
+
+
+def test_object_arrays_are_never_unpickled(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "obj.npz", images=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError, match="Python objects"):
+        load_input(str(tmp_path / "obj.npy"), MNIST_SHAPE, MNIST_LAYOUT)
+    with pytest.raises(InputError, match="Python objects"):
+        load_input(f"{tmp_path}/obj.npz:images[0]", MNIST_SHAPE, MNIST_LAYOUT)
+
+
+def _zip_bomb(path, rows=4000):
+    """An .npz whose one member inflates ~100x: (rows, 784) float32 zeros."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("images.npy", "w", force_zip64=True) as member:
+            member.write(_npy_header((rows, 784)))
+            for _ in range(rows):
+                member.write(bytes(784 * 4))
+    return path
+
+
+def test_npz_zip_bomb_is_refused_from_its_headers(tmp_path):
+    bomb = _zip_bomb(tmp_path / "bomb.npz")
+    assert bomb.stat().st_size < 200_000
+    with budget.limited(4 << 20), pytest.raises(BudgetError, match=r"\[4000, 784\] float32 needs 12.0 MiB"):
+        read_dataset(bomb, MNIST_SHAPE, MNIST_LAYOUT)
+    with budget.limited(4 << 20):  # one entry is streamed out of the archive: 3 KB, not 12 MB
+        x = load_input(f"{bomb}:images[3999]", MNIST_SHAPE, MNIST_LAYOUT)
+    assert x.shape == MNIST_SHAPE and not x.any()
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04 not really a zip", b"", None])
+def test_corrupt_npz(tmp_path, content):
+    path = tmp_path / "bad.npz"
+    if content is None:  # a real archive cut in half
+        np.savez_compressed(path, images=np.random.default_rng(0).normal(size=(20, 784)))
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match="cannot read archive"):
+        load_input(f"{path}:images[0]", MNIST_SHAPE, MNIST_LAYOUT)
+    with pytest.raises(InputError, match="cannot read archive"):
+        read_dataset(path, MNIST_SHAPE, MNIST_LAYOUT)
+
+
+def test_sixteen_bit_png_keeps_its_values(tmp_path):
+    values = (np.arange(784).reshape(28, 28) * 83).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    x = load_input(str(tmp_path / "deep.png"), MNIST_SHAPE, MNIST_LAYOUT)
+    np.testing.assert_allclose(x.reshape(28, 28), values / 65535, rtol=1e-6)  # not binarised
+    rgb = load_input(str(tmp_path / "deep.png"), (1, 3, 28, 28), input_layout((1, 3, 28, 28)))
+    np.testing.assert_allclose(rgb[0, 2], values / 65535, rtol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["P", "LA", "RGBA", "1"])
+def test_eight_bit_modes_are_converted(tmp_path, mode):
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (28, 28, 3), dtype=np.uint8), "RGB").convert(mode)
+    image.save(tmp_path / "x.png")
+    expected = np.asarray(image.convert("L"), dtype=np.float64) / 255
+    np.testing.assert_allclose(load_input(str(tmp_path / "x.png"), MNIST_SHAPE, MNIST_LAYOUT).reshape(28, 28), expected, rtol=1e-6)
+
+
+def test_decompression_bomb_png_is_refused_before_decoding(tmp_path):
+    (tmp_path / "bomb.png").write_bytes(hostile.png(100_000, 100_000, rows=b"\0" * 1000))
+    (tmp_path / "wide.png").write_bytes(hostile.png(20_000, 10_000))  # within Pillow's limit, not the model's size
+    for name in ("bomb.png", "wide.png"):
+        with pytest.raises(InputError, match="decompression bomb|20000x10000") as info:
+            load_input(str(tmp_path / name), MNIST_SHAPE, MNIST_LAYOUT)
+        assert "\n" not in str(info.value)
+
+
+def test_truncated_and_fifo_images(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:400])
+    with pytest.raises(InputError, match="cannot read image"):
+        load_input(str(tmp_path / "cut.png"), MNIST_SHAPE, MNIST_LAYOUT)
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(InputError, match="is a FIFO"):
+        load_input(str(tmp_path / "pipe.png"), MNIST_SHAPE, MNIST_LAYOUT)
+    items = read_dataset(tmp_path, MNIST_SHAPE, MNIST_LAYOUT)  # a folder: one error per bad file, no hang
+    assert [(i.id, i.error is None) for i in items] == [("cut", False), ("ok", True), ("pipe", False)]
+
+
+def test_non_utf8_vocabulary_is_one_named_error(tmp_path):
+    (tmp_path / "vocab.txt").write_bytes(b"<pad>\n<unk>\ncaf\xe9\n")
+    with pytest.raises(InputError, match=r"not UTF-8 text \(byte 0xe9 on line 3\)"):
+        Vocabulary.load(tmp_path / "vocab.txt")

@@ -188,3 +188,173 @@ def test_inspect_text_and_json(capsys):
     assert summary["first_layer"]["kind"] == "dense" and summary["first_layer"]["neurons"] == 200
     assert [p.split(" ")[0] for p in summary["preprocessing"]] == ["Sub", "Div", "Flatten"]
     assert summary["inputs"][0]["shape"] == [1, 1, 28, 28] and summary["opset"] == 9
+
+
+# --------------------------------------------------------------------------------------------------
+# The loading gate: external data through every kind of tensor, special files, the hash, the budget
+
+import os  # noqa: E402
+import socket  # noqa: E402
+
+import hostile  # noqa: E402
+
+from smugir import budget  # noqa: E402
+from smugir.errors import NotAClassifierError  # noqa: E402
+
+
+@pytest.mark.parametrize("kind", hostile.EXTERNAL_KINDS)
+def test_external_data_of_every_tensor_kind_is_read_from_the_model_folder_only(tmp_path, monkeypatch, kind, capsys):
+    """The attack of issue 15: a tensor in a local function or a sparse initializer names
+    `.ssh/id_rsa`; the checker and onnxruntime used to resolve it against the current directory."""
+    values = np.arange(3, dtype=np.int64) if kind == "sparse-indices" else np.array([100, 0, 0], np.float32)
+    cwd = tmp_path / "home"
+    (cwd / ".ssh").mkdir(parents=True)
+    (cwd / ".ssh" / "id_rsa").write_bytes(values.tobytes())
+    monkeypatch.chdir(cwd)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = hostile.external_via(kind, folder, ".ssh/id_rsa", values=(100, 0, 0))
+    with pytest.raises(UnsafeModelError, match=r"id_rsa' does not exist"):
+        load_model(path)
+    code, out, err = _cli(capsys, "inspect", str(path))
+    assert code == 2 and out == "" and err.count("\n") == 1 and str(folder) in err
+    (folder / ".ssh").mkdir()
+    (folder / ".ssh" / "id_rsa").write_bytes(values.tobytes())  # inside the folder: read, and used
+    model = load_model(path)
+    np.testing.assert_allclose(model.run(np.ones((1, 4), np.float32))[0], [[104, 4, 4]])
+
+
+def test_external_data_hard_link_fifo_and_socket_are_refused_by_name(tmp_path, capsys):
+    outside = tmp_path / "secret.bin"
+    outside.write_bytes(bytes(12))
+    cases = {"hard link": lambda p: os.link(outside, p), "FIFO": os.mkfifo}
+    for label, make in cases.items():
+        folder = tmp_path / label.replace(" ", "_")
+        folder.mkdir()
+        make(folder / "c.bin")
+        path = hostile.external_via("initializer", folder, "c.bin")
+        with pytest.raises(UnsafeModelError, match="hard links" if label == "hard link" else "is a FIFO"):
+            load_model(path)
+        code, _, err = _cli(capsys, "inspect", str(path))
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    folder = tmp_path / "socket"
+    folder.mkdir()
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(folder / "c.bin"))
+        with pytest.raises(UnsafeModelError, match="is a socket"):
+            load_model(hostile.external_via("initializer", folder, "c.bin"))
+    finally:
+        server.close()
+
+
+def test_model_file_fifo_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "m.onnx")
+    with pytest.raises(ModelFileError, match="is a FIFO"):
+        load_model(tmp_path / "m.onnx")
+
+
+def test_huge_sparse_external_file_is_refused_before_reading(tmp_path, capsys):
+    """251 bytes of model, 8 GiB of (sparse, empty) external data in its own folder."""
+    with open(tmp_path / "c.bin", "wb") as stream:
+        stream.truncate(8 << 30)
+    path = hostile.external_via("initializer", tmp_path, "c.bin", length=8 << 30)
+    proto = onnx.load(path, load_external_data=False)
+    proto.graph.initializer[1].dims[:] = [2 << 30]  # declares the whole file
+    onnx.save(proto, path)
+    code, _, err = _cli(capsys, "inspect", str(path), "--max-memory", "1G")
+    assert code == 2 and err.count("\n") == 1 and "needs 24.0 GiB, over the memory limit of 1.0 GiB" in err
+    with budget.limited(64 << 30), pytest.raises(UnsupportedModelError, match="protobuf's limit"):
+        load_model(path)
+    proto.graph.initializer[1].dims[:] = [3]  # a shape that does not match the range
+    onnx.save(proto, path)
+    with pytest.raises(ModelFileError, match=r"declares shape \[3\] \(12 bytes\) but its external data has 8589934592"):
+        load_model(path)
+
+
+def test_external_range_beyond_the_file_is_refused(tmp_path):
+    (tmp_path / "c.bin").write_bytes(bytes(8))
+    with pytest.raises(ModelFileError, match="which has 8 bytes"):
+        load_model(hostile.external_via("initializer", tmp_path, "c.bin"))
+
+
+def test_model_sha256_covers_the_external_data(tmp_path):
+    import hashlib
+
+    hashes = []
+    for weight in (0.0, 1.0):
+        folder = tmp_path / f"w{weight}"
+        folder.mkdir()
+        (folder / "c.bin").write_bytes(np.full(3, weight, np.float32).tobytes())
+        path = hostile.external_via("initializer", folder, "c.bin")
+        hashes.append(load_model(path).sha256)
+        expected = hashlib.sha256(path.read_bytes() + (folder / "c.bin").read_bytes()).hexdigest()
+        assert hashes[-1] == expected  # the documented definition: model bytes, then each range by (location, offset)
+    assert (tmp_path / "w0.0" / "m.onnx").read_bytes() == (tmp_path / "w1.0" / "m.onnx").read_bytes()
+    assert hashes[0] != hashes[1]
+    plain = hostile.dense(tmp_path)
+    assert load_model(plain).sha256 == hashlib.sha256(plain.read_bytes()).hexdigest()
+
+
+def test_raw_data_of_another_size_than_the_shape_is_refused(tmp_path):
+    path = hostile.dense(tmp_path)
+    proto = onnx.load(path)
+    proto.graph.initializer[0].dims[:] = [4000000, 3000000]
+    onnx.save(proto, path)
+    with pytest.raises(ModelFileError, match=r"declares shape \[4000000, 3000000\]"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("kind", hostile.ODD_OUTPUTS)
+def test_not_a_classifier_is_named(tmp_path, kind, capsys):
+    path = hostile.odd_output(tmp_path, kind)
+    with pytest.raises(NotAClassifierError):
+        load_model(path).run(np.ones((1, 4), np.float32))
+    np.save(tmp_path / "x.npy", np.ones(4, np.float32))
+    code, out, err = _cli(capsys, "explain", str(path), str(tmp_path / "x.npy"))
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
+    assert any(word in err for word in ("class", "scalar", "3-D", "float", "non-finite")), err
+
+
+def test_one_dimensional_class_scores_are_accepted(tmp_path):
+    shape = numpy_helper.from_array(np.array([3], np.int64), "shape")
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["g"]), helper.make_node("Reshape", ["g", "shape"], ["y"])]
+    path = hostile.save(tmp_path / "flat.onnx", nodes, [hostile.x_input()], [hostile.y_output((3,))], [w, shape])
+    assert load_model(path).run(np.ones((1, 4), np.float32))[0].shape == (3,)
+
+
+def test_onnxruntime_failure_at_run_time_is_named(tmp_path, capsys):
+    w = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
+    shape = numpy_helper.from_array(np.array([2, 2], np.int64), "shape")
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["g"], name="gemm"), helper.make_node("Reshape", ["g", "shape"], ["y"], name="bad")]
+    path = hostile.save(tmp_path / "m.onnx", nodes, [hostile.x_input()], [hostile.y_output((2, 2))], [w, shape])
+    np.save(tmp_path / "x.npy", np.ones(4, np.float32))
+    code, _, err = _cli(capsys, "explain", str(path), str(tmp_path / "x.npy"))
+    assert code == 2 and err.count("\n") == 1 and "onnxruntime" in err and "Traceback" not in err
+
+
+def test_names_with_escapes_and_newlines_stay_on_one_escaped_line(tmp_path, capsys):
+    evil = "evil\x1b[31m\nsecond line\r"
+    path = _dense_model(tmp_path, [("Identity", {}), ("Softmax", {"axis": 1})])
+    proto = onnx.load(path)
+    for node in proto.graph.node:
+        node.name = evil + node.name
+    onnx.save(proto, path)
+    code, out, err = _cli(capsys, "inspect", str(path))
+    assert code == 2 and err.count("\n") == 1 and "\x1b" not in err and "\\x1b[31m\\nsecond line" in err
+    path = _dense_model(tmp_path, [("Identity", {})], name="ok.onnx")
+    proto = onnx.load(path)
+    proto.graph.node[0].name = evil
+    onnx.save(proto, path)
+    code, out, _ = _cli(capsys, "inspect", str(path))
+    assert code == 0 and "\x1b" not in out and "\r" not in out and "\\x1b" in out
+
+
+def test_declared_input_memory_bomb_is_refused_before_allocating(tmp_path, capsys):
+    path = hostile.conv_model(tmp_path / "big.onnx", 100_000)
+    code, _, err = _cli(capsys, "inspect", str(path))
+    assert code == 2 and err.count("\n") == 1 and "[1, 3, 100000, 100000] needs 670.6 GiB" in err
+    path = hostile.conv_model(tmp_path / "mid.onnx", 8000)
+    code, _, err = _cli(capsys, "inspect", str(path), "--max-memory", "1G")
+    assert code == 2 and "over the memory limit of 1.0 GiB" in err

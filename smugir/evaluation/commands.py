@@ -189,20 +189,13 @@ def _eval_text(args: argparse.Namespace) -> int:
 
 def _truth(spec: str, count: int):
     """The first `count` ground-truth masks of `file.npz:key` (N, H, W), one per scored input."""
-    import numpy as np
-
+    from smugir.archives import read_npz
     from smugir.errors import InputError
 
     path, _, key = spec.rpartition(":")
     if not path.endswith(".npz") or not key:
         raise InputError(f"--truth needs file.npz:key, got {spec!r}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            masks = archive[key]
-    except KeyError:
-        raise InputError(f"archive {path!r} has no array {key!r}") from None
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read archive {path!r}: {exc}") from None
+    masks = read_npz(path, key)
     if len(masks) < count:
         raise InputError(f"--truth holds {len(masks)} masks for {count} inputs")
     return masks[:count]
