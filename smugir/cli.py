@@ -1,19 +1,31 @@
 """The `smug` command: argument parsing and the mapping of errors to exit codes, nothing else.
 
-Exit codes: 0 success; 1 a result that did not verify (e.g. a mask failing its constraints in
-float32); 2 bad input or unsupported model (one line on stderr, no traceback); 130 interrupted.
+Exit codes: see EXIT_CODES (also printed by `smug --help`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from smugir.errors import SmugError
+from smugir.errors import NoExplanationError, SmugError
+
+EXIT_CODES = (
+    "exit codes: 0 success (every mask verified); 1 a mask that did not verify in float32, or a batch with error lines; "
+    "2 bad input, unsupported model or an output that cannot be written (one line on stderr, nothing written); "
+    "3 no meaningful explanation (status no_units, non_finite, no_neurons or baseline_suffices, with the reason); "
+    "130 interrupted"
+)
+
+
+def _exit_code(explanation) -> int:
+    """0 verified, 1 not verified, 3 an explanation that says nothing."""
+    return 3 if explanation.vacuous else 0 if explanation.verified else 1
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -44,7 +56,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(result.summary())
         if written:
             print(f"wrote       {', '.join(str(p) for p in written.values())}")
-    return 0 if result.best.verified else 1
+    return _exit_code(result)
 
 
 def _image_setup(args: argparse.Namespace, model, x=None, label=None):
@@ -80,26 +92,31 @@ def _text_options(args: argparse.Namespace, model) -> dict:
 def _explain_text(args: argparse.Namespace, model) -> int:
     from rich.console import Console
 
-    from smugir.exporters.files import prepare_folder, write_text
+    from smugir.exporters.files import staged_folder, write_text
     from smugir.exporters.report import to_json_text
     from smugir.exporters.text import highlighted_html, highlighted_markup
     from smugir.text import explain_sentence
 
     result = explain_sentence(
-        model, args.input, label=args.label, solver=args.solver, timeout=args.timeout, solutions=args.solutions,
+        model, _argument_text(args.input), label=args.label, solver=args.solver, timeout=args.timeout, solutions=args.solutions,
         **_text_options(args, model),
     )
     report = to_json_text(result.to_json())
     if args.out:
-        folder = prepare_folder(args.out, ["report.json", "explanation.html"], args.force)
-        write_text(folder / "report.json", report, args.force)
-        write_text(folder / "explanation.html", highlighted_html(result), args.force)
+        with staged_folder(args.out, ["report.json", "explanation.html"], args.force) as folder:
+            write_text(folder / "report.json", report)
+            write_text(folder / "explanation.html", highlighted_html(result))
     if args.json:
         print(report, end="")
     else:
         Console(highlight=False).print(highlighted_markup(result))
         print(result.explanation.summary())
-    return 0 if result.explanation.best.verified else 1
+    return _exit_code(result.explanation)
+
+
+def _argument_text(text: str) -> str:
+    """A command-line sentence as valid Unicode: bytes that are not UTF-8 become U+FFFD."""
+    return os.fsencode(text).decode("utf-8", errors="replace")
 
 
 def _problem(args: argparse.Namespace, model, item=None):
@@ -113,7 +130,7 @@ def _problem(args: argparse.Namespace, model, item=None):
         raise InputError(f"input {item.id}: {item.error}")
     name = args.input if item is None else item.id
     if is_text_model(model):
-        sentence = args.input if item is None else item.x
+        sentence = _argument_text(args.input) if item is None else item.x
         setup, _, _ = prepare_sentence(model, sentence, label=args.label if item is None else None, **_text_options(args, model))
     else:
         setup = _image_setup(args, model, None if item is None else item.x)
@@ -359,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smug",
         description="Explain ONNX classifiers with provably minimal input masks (SMUG).",
+        epilog=EXIT_CODES,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -379,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
+    except NoExplanationError as exc:
+        print(f"smug {args.command}: no explanation: {exc}", file=sys.stderr)
+        return 3
     except SmugError as exc:
         print(f"smug {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -49,3 +49,7 @@ class OutputError(SmugError):
 
 class MissingDependencyError(SmugError):
     """An optional extra (eval, dist) is needed for this command but not installed."""
+
+
+class NoExplanationError(SmugError):
+    """The input's explanation would say nothing (a status of `smugir.explain.VACUOUS`): exit code 3."""
