@@ -145,6 +145,8 @@ def staged_folder(folder: str | os.PathLike, names: list[str], force: bool = Fal
         _move_into(staging, folder, force)
     except OSError as exc:
         raise output_error(exc, folder) from None
+    except OutputError as exc:  # name the final path, not the staging folder
+        raise OutputError(str(exc).replace(str(staging), str(folder))) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from smugir.encoders.milp import MilpModel
 from smugir.errors import InputError, OutputError
-from smugir.exporters.files import check_target
+from smugir.exporters.files import check_target, file_mode, output_error
 from smugir.problem import MaskProblem, NetworkMaskProblem
 
 FORMATS = ("mps", "lp")
@@ -33,14 +33,21 @@ def write_milp(problem: MaskProblem | NetworkMaskProblem, path: str | os.PathLik
     if suffix not in FORMATS:
         raise InputError(f"MILP files end in .mps or .lp, got {path.name!r}")
     model = MilpModel(problem)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".{suffix}")
-    os.close(handle)
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".{suffix}")
+        os.close(handle)
         status = model.highs.writeModel(temporary)
         if str(status).endswith("kError"):
-            raise OutputError(f"HiGHS could not write {str(path)!r}")
+            raise OutputError(f"HiGHS could not write {str(path)!r} (a full disk?); nothing was written")
+        os.chmod(temporary, file_mode())
         os.replace(temporary, path)
+    except OSError as exc:
+        if temporary:
+            Path(temporary).unlink(missing_ok=True)
+        raise output_error(exc, path) from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary:
+            Path(temporary).unlink(missing_ok=True)
         raise
     return MilpFile(path, model.highs.getNumCol(), model.highs.getNumRow())

@@ -120,8 +120,9 @@ def _argument_text(text: str) -> str:
 
 
 def _problem(args: argparse.Namespace, model, item=None):
-    """(input name, masking problem) of INPUT or of a dataset item; SMUG_base has nothing to solve."""
+    """(input name, masking problem, why it says nothing or None) of INPUT or of a dataset item."""
     from smugir.errors import InputError
+    from smugir.explain import vacuity
     from smugir.text import is_text_model, prepare_sentence
 
     if args.method == "smug_base":
@@ -134,7 +135,7 @@ def _problem(args: argparse.Namespace, model, item=None):
         setup, _, _ = prepare_sentence(model, sentence, label=args.label if item is None else None, **_text_options(args, model))
     else:
         setup = _image_setup(args, model, None if item is None else item.x)
-    return name, setup.problem
+    return name, setup.problem, vacuity(setup)[0]
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -144,7 +145,9 @@ def _export(args: argparse.Namespace) -> int:
 
     check_target(args.out, args.force)
     model = load_model(args.model)
-    name, problem = _problem(args, model)
+    name, problem, vacuous = _problem(args, model)
+    if vacuous:
+        raise NoExplanationError(f"nothing written: {vacuous.status}: {vacuous.reason}")
     source = {"input": name, **dict(problem.metadata)}
     instance = export_problem(
         problem, args.out, args.format, args.objective, args.bound, args.logic, source, args.timeout, args.force,
@@ -169,8 +172,11 @@ def _export_benchmarks(args: argparse.Namespace) -> int:
 
     def problems():
         for item in track(items, description="exporting", transient=True):
-            _, problem = _problem(args, model, item)
-            yield item.id, problem, {"input": f"{args.dataset}:{item.id}", **dict(problem.metadata)}
+            _, problem, vacuous = _problem(args, model, item)
+            if vacuous:
+                yield item.id, None, {"skipped": f"{vacuous.status}: {vacuous.reason}"}
+            else:
+                yield item.id, problem, {"input": f"{args.dataset}:{item.id}", **dict(problem.metadata)}
 
     rows = export_family(problems(), args.out, bounds, args.logic, args.timeout, args.mps, args.force)
     kinds = Counter(f"{row.kind} {row.expected}" if row.kind == "decision" else row.kind for row in rows)
