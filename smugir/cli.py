@@ -293,21 +293,24 @@ def _dataset_items(args: argparse.Namespace, model):
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from smugir.batch import BatchOptions, run_batch
+    from smugir.batch import BatchOptions, check_options, run_batch
     from smugir.model import load_model
 
-    model = load_model(args.model)
-    items = _dataset_items(args, model)
     options = BatchOptions(
         top_k=args.top_k, gamma=args.gamma, window=args.window, segments=args.segments, baseline=args.baseline,
         method=args.method, ig_steps=args.ig_steps, layout=args.layout, image_shape=args.image_shape,
         margin=args.margin, rank=args.rank, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
         input_timeout=args.input_timeout,
     )
+    check_options(options)  # before any input is read
+    model = load_model(args.model)
+    items = _dataset_items(args, model)
+    source = {"dataset": str(args.dataset), "scale": args.scale, "mean": list(args.mean), "std": list(args.std)}
     with _progress_bar() as start:
-        report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start)
+        report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start, source, args.restart)
     _print_batch_report(report, args.out)
-    return 0 if report.statuses.get("error", 0) == 0 and report.verified == sum(report.statuses.values()) else 1
+    unverified = sum(report.statuses.values()) - report.verified - report.vacuous
+    return 1 if unverified else 3 if report.vacuous else 0
 
 
 @contextmanager
@@ -346,7 +349,7 @@ def _print_batch_report(report, out: str) -> None:
     console.print(
         f"solve time median {seconds(report.median_solve_seconds)}, 95th percentile {seconds(report.p95_solve_seconds)}; "
         f"median sparsity {'-' if report.median_sparsity is None else f'{100 * report.median_sparsity:.1f} %'}; "
-        f"verified {report.verified}; results in {out}/results.jsonl"
+        f"verified {report.verified}; no meaningful explanation {report.vacuous}; results in {out}/results.jsonl"
     )
 
 
@@ -357,7 +360,9 @@ def _add_batch(commands) -> None:
         "batch",
         help="explain every input of a dataset, in parallel, resumable",
         description="Explain every input of DATASET (file.npz[:key], a folder of images, a .txt/.tsv of sentences). "
-        "One JSON line per input in OUT/results.jsonl and mask files in OUT/masks; a rerun skips finished inputs.",
+        "One JSON line per input in OUT/results.jsonl, mask files in OUT/masks and the model hash and settings in "
+        "OUT/settings.json; a rerun with the same settings skips finished inputs, with others it is refused "
+        "(--restart starts over); a second run on OUT at the same time is refused.",
     )
     _add_problem_options(batch)
     batch.add_argument("dataset", help="file.npz[:key] (images, optional 'labels'), a folder of images, or a .txt/.tsv of sentences")
@@ -368,6 +373,9 @@ def _add_batch(commands) -> None:
     batch.add_argument("--workers", type=int, help="local worker processes (default: the number of cores)")
     batch.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run on that cluster instead (extra 'dist')")
     batch.add_argument("--limit", type=int, help="only the first N inputs")
+    batch.add_argument("--restart", action="store_true",
+                       help="discard OUT's earlier results (needed when the model or a setting changed; a rerun with "
+                       "other settings is refused)")
     batch.set_defaults(run=_batch)
 
 

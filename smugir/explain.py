@@ -290,7 +290,7 @@ def prepare_units(
 ) -> Setup:
     """Attribution, neuron selection and the masking problem, for fixed mask units and baseline."""
     timings: dict[str, float] = {}
-    _check_options(top_k, gamma, method, rank, margin)
+    check_options(top_k, gamma, method, rank, margin)
     layer = first_layer(model)
     x = check_input(x, model.input_shape)
     original = probabilities(model, model.run(x)[0])
@@ -452,7 +452,8 @@ def _check(setup: Setup, solution: Solution) -> Found:
     return Found(unit_mask, solution.status, solution.objective, solution.bound, verification)
 
 
-def _check_options(top_k, gamma, method, rank, margin=0.0) -> None:
+def check_options(top_k: int, gamma: float, method: str, rank: str, margin: float = 0.0) -> None:
+    """Refuse a bad option by name, before any work (batch runs it before reading a single input)."""
     if rank not in RANKINGS:
         raise InputError(f"unknown neuron ranking {rank!r}; accepted: {', '.join(RANKINGS)}")
     if method not in METHODS:
