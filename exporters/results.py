@@ -27,7 +27,9 @@ class ResultsFile:
         if not self.path.parent.is_dir():
             raise OutputError(f"cannot write {str(self.path)!r}: the folder {str(self.path.parent)!r} does not exist")
         self.records: dict[str, dict[str, Any]] = {}  # the last line of every id (a retried error is replaced)
-        if self.path.exists():
+        if os.path.lexists(self.path):
+            if not self.path.is_file():
+                raise OutputError(f"{str(self.path)!r} exists and is not a regular file")
             self._recover()
 
     def _recover(self) -> None:

@@ -23,13 +23,14 @@ import multiprocessing
 import os
 import shutil
 import signal
+import stat
 import statistics
 import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -280,54 +281,98 @@ def run_batch(
         raise InputError(f"workers must be >= 1, got {workers}")
     settings = {"model": model_path, "model_sha256": load_model(model_path).sha256, "options": problem_settings(options),
                 "source": json.loads(json.dumps(source or {}, default=str))}
+    _check_out(out)
+    created = not out.exists()
     try:
         out.mkdir(exist_ok=True)
     except OSError as exc:
         raise output_error(exc, out) from None
-    with _locked(out):
-        _claim(out, settings, restart)
+    with _locked(out) as lock:
+        new = [name for name in (SETTINGS, MASKS, RESULTS) if not os.path.lexists(out / name)]
         try:
-            (out / MASKS).mkdir(exist_ok=True)
-        except OSError as exc:
-            raise output_error(exc, out / MASKS) from None
-        results = ResultsFile(out / RESULTS)
-        todo = [item for item in items if item.id not in results.done]
-        advance = progress(len(todo)) if progress else (lambda n: None)
-        clock = time.perf_counter()
+            return _run_locked(out, settings, restart, model_path, items, options, workers, scheduler, progress)
+        except BaseException:
+            results = out / RESULTS
+            if not results.exists() or results.stat().st_size == 0:  # failed before its first result: leave nothing
+                for name in new:
+                    if (out / name).is_dir():
+                        shutil.rmtree(out / name, ignore_errors=True)
+                    else:
+                        (out / name).unlink(missing_ok=True)
+                if lock.created:
+                    (out / LOCK).unlink(missing_ok=True)  # still locked: no one else can hold this file
+                if created:
+                    shutil.rmtree(out, ignore_errors=True)
+            raise
 
-        def finished(result: ItemResult) -> None:
-            _save(out, result, results)
-            advance(1)
 
-        if scheduler:
-            _run_dask(scheduler, model_path, todo, options, finished)
-        elif workers == 1:
-            for item in todo:
-                finished(explain_item(model_path, item, options))
-        else:
-            _run_pool(workers, model_path, todo, options, finished)
-        ids = {item.id for item in items}
-        return _report(len(items), len(items) - len(todo), len(todo), time.perf_counter() - clock,
-                       [r for r in results.records.values() if str(r["id"]) in ids])
+def _check_out(out: Path) -> None:
+    """OUT is a folder or missing, and what a batch writes there is not something else (a FIFO, a folder)."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise OutputError(f"{str(out)!r} exists and is not a folder")
+    for name in (RESULTS, SETTINGS, LOCK):
+        path = out / name
+        if os.path.lexists(path) and not stat.S_ISREG(path.lstat().st_mode):
+            raise OutputError(f"{str(path)!r} exists and is not a regular file")
+    if os.path.lexists(out / MASKS) and not (out / MASKS).is_dir():
+        raise OutputError(f"{str(out / MASKS)!r} exists and is not a folder")
+
+
+def _run_locked(out: Path, settings, restart, model_path, items, options, workers, scheduler, progress) -> BatchReport:
+    """The run itself, holding OUT's lock, after checking OUT holds results of these settings only."""
+    _claim(out, settings, restart)
+    try:
+        (out / MASKS).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, out / MASKS) from None
+    results = ResultsFile(out / RESULTS)
+    todo = [item for item in items if item.id not in results.done]
+    advance = progress(len(todo)) if progress else (lambda n: None)
+    clock = time.perf_counter()
+
+    def finished(result: ItemResult) -> None:
+        _save(out, result, results)
+        advance(1)
+
+    if scheduler:
+        _run_dask(scheduler, model_path, todo, options, finished)
+    elif workers == 1:
+        for item in todo:
+            finished(explain_item(model_path, item, options))
+    else:
+        _run_pool(workers, model_path, todo, options, finished)
+    ids = {item.id for item in items}
+    return _report(len(items), len(items) - len(todo), len(todo), time.perf_counter() - clock,
+                   [r for r in results.records.values() if str(r["id"]) in ids])
+
+
+@dataclass
+class _Lock:
+    created: bool  # this run made the lock file
 
 
 @contextmanager
-def _locked(out: Path) -> Iterator[None]:
+def _locked(out: Path) -> Iterator[_Lock]:
     """Hold an exclusive flock on OUT/.lock; a second live run is refused. The kernel drops the lock
     when its holder dies, so the lock of a killed run is taken over without any cleanup."""
+    path = out / LOCK
+    created = not os.path.lexists(path)
     try:
-        handle = os.open(out / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
     except OSError as exc:
-        raise output_error(exc, out / LOCK) from None
+        raise output_error(exc, path) from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(handle, 32, 0).decode("ascii", errors="replace").strip() or "?"
             raise OutputError(f"another smug batch (pid {holder}) is writing to {str(out)!r}; wait for it or choose another --out") from None
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
-        yield
+        if not os.path.lexists(path) or os.stat(path).st_ino != os.fstat(handle).st_ino:
+            raise OutputError(f"another smug batch started on {str(out)!r} at the same moment; run again")
+        with suppress(OSError):  # the pid only makes the message above friendlier
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        yield _Lock(created)
     finally:
         os.close(handle)  # releases the lock
 
