@@ -34,7 +34,7 @@ _REASONS = {
 def output_error(exc: OSError, path: str | os.PathLike) -> OutputError:
     """One line naming the path and the reason, for any OSError met while writing."""
     reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
-    return OutputError(f"cannot write {str(path)!r}: {reason}; nothing was written")
+    return OutputError(f"cannot write {str(path)!r}: {reason}")
 
 
 def _umask() -> int:

@@ -230,6 +230,7 @@ def _add_explain(commands) -> None:
         "explain",
         help="find a provably minimal mask that keeps the important first-layer neurons active",
         description="Explain MODEL's prediction on INPUT with a minimal mask (SMUG).",
+        epilog=EXIT_CODES,
     )
     _add_problem_options(explain)
     explain.add_argument("input", help="an image (.png/.jpg/...), a .npy array, file.npz:key[index], or a sentence (text models)")
@@ -252,6 +253,7 @@ def _add_export(commands) -> None:
         help="write the masking problem of one input as an SMT-LIB 2, MPS or LP file",
         description="Write the masking problem of MODEL on INPUT for other solvers. SMT-LIB decision files carry "
         "(set-info :status ...) when smugir can prove it.",
+        epilog=EXIT_CODES,
     )
     _add_problem_options(export)
     export.add_argument("input", help="an image, a .npy array, file.npz:key[index], or a sentence (text models)")
@@ -363,6 +365,7 @@ def _add_batch(commands) -> None:
         "One JSON line per input in OUT/results.jsonl, mask files in OUT/masks and the model hash and settings in "
         "OUT/settings.json; a rerun with the same settings skips finished inputs, with others it is refused "
         "(--restart starts over); a second run on OUT at the same time is refused.",
+        epilog=EXIT_CODES,
     )
     _add_problem_options(batch)
     batch.add_argument("dataset", help="file.npz[:key] (images, optional 'labels'), a folder of images, or a .txt/.tsv of sentences")

@@ -331,3 +331,26 @@ def _bomb(path: Path) -> None:
 
     header = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+def test_a_results_line_that_cannot_be_written_is_cut_back(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import smugir.exporters.results as results_module
+    from smugir.exporters.results import ResultsFile
+
+    results = ResultsFile(tmp_path / "results.jsonl")
+    results.append({"id": "a", "status": "optimal"})
+    before = (tmp_path / "results.jsonl").read_bytes()
+
+    def half(handle, data):  # a disk that fills up in the middle of the line
+        written = real_write(handle, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, f"No space left on device after {written} bytes")
+
+    real_write = os.write
+    monkeypatch.setattr(results_module.os, "write", half)
+    with pytest.raises(OutputError, match="no space left on the device"):
+        results.append({"id": "b", "status": "optimal"})
+    monkeypatch.undo()
+    assert (tmp_path / "results.jsonl").read_bytes() == before and set(results.records) == {"a"}
