@@ -409,18 +409,18 @@ def vacuity(setup: Setup) -> tuple[Vacuous | None, Found]:
 
 
 def _non_finite(setup: Setup) -> str | None:
-    """What, if anything, holds NaN or infinity among the values the constraints are made of."""
+    """What, if anything, holds NaN or infinity among the values the constraints are made of
+    (onnxruntime's outputs and first-layer pre-activations, as the float32 check sees them)."""
+    on_input = setup.model.run(setup.x, (setup.layer.pre_name,))
+    on_baseline = setup.model.run(setup.base, (setup.layer.pre_name,))
     checks = (
-        ("the baseline values", lambda: setup.base),
-        ("the model's outputs on the input", lambda: setup.model.run(setup.x)[0]),
-        ("the first layer's pre-activations on the input", lambda: setup.layer.preactivations(setup.x)),
-        ("the first layer's pre-activations on the baseline", lambda: setup.layer.preactivations(setup.base)),
-        ("the Integrated Gradients scores", lambda: setup.attribution.scores),
+        ("the baseline values", setup.base),
+        ("the model's outputs on the input", on_input[0]),
+        ("the first layer's pre-activations on the input", on_input[1]),
+        ("the first layer's pre-activations on the baseline", on_baseline[1]),
+        ("the Integrated Gradients scores", setup.attribution.scores),
     )
-    for what, values in checks:
-        if not np.all(np.isfinite(values())):
-            return what
-    return None
+    return next((what for what, values in checks if not np.all(np.isfinite(values))), None)
 
 
 def _verified_line(number: int, found: Found) -> str:
