@@ -426,13 +426,20 @@ def _check_unique(ids: list[str]) -> None:
 
 
 def _save(out: Path, result: ItemResult, results: ResultsFile) -> None:
-    """Mask files first, the result line last: a line always points at complete files."""
+    """Mask files first, the result line last: a line always points at complete files, and when
+    anything fails (a full disk) this input's files are removed again."""
     record = dict(result.record)
-    for name, array in result.arrays.items():
-        path = out / MASKS / f"{record['id']}_{name}.npy"
-        write_atomically(path, lambda stream, a=array: np.save(stream, a, allow_pickle=False), force=True)
-        record[f"{name}_file"] = str(path.relative_to(out))
-    results.append(record)
+    written: list[Path] = []
+    try:
+        for name, array in result.arrays.items():
+            path = out / MASKS / f"{record['id']}_{name}.npy"
+            written.append(write_atomically(path, lambda stream, a=array: np.save(stream, a, allow_pickle=False), force=True))
+            record[f"{name}_file"] = str(path.relative_to(out))
+        results.append(record)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _run_pool(workers: int, model_path: str, items: Iterable[Item], options: BatchOptions, finished) -> None:

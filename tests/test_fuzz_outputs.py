@@ -316,3 +316,21 @@ def test_a_killed_worker_costs_one_input(tmp_path):
     # The inputs in flight were retried one at a time: a kill that does not repeat costs nothing.
     assert len(statuses) == 15 == len(_lines(out)) and list(statuses.values()).count("error") <= 1
     assert code == (1 if "error" in statuses.values() else 0)
+
+
+@pytest.mark.skipif(not ROOT, reason="needs a small tmpfs (root)")
+def test_a_disk_that_fills_up_during_a_batch_keeps_only_complete_results(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        out = small / "run"
+        code, err = _run(["batch", MNIST, SAMPLES, *FAST, "--workers", "1", "--out", str(out)])
+        assert code == 2 and err.count("\n") == 1 and "no space left on the device" in err
+        records = _lines(out)
+        assert records, "the disk was expected to hold at least one result"
+        files = sorted(p.name for p in (out / "masks").iterdir())
+        assert files == sorted(f"{r['id']}_{kind}.npy" for r in records for kind in ("mask", "saliency"))
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
