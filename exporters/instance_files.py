@@ -1,19 +1,18 @@
 """Masking problems to instance files: one SMT-LIB/MPS/LP file, or a benchmark family with its index.
 
-A family is written into a temporary folder beside the target and moved into place at the end,
-so an error or Ctrl-C halfway leaves no partial family behind.
+A family is written into a staging folder beside the target and moved into place at the end
+(`staged_folder`), so an error, a full disk or Ctrl-C halfway leaves no partial family behind.
+An input whose explanation would say nothing (no problem) gets a skipped row in instances.csv.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from smugir.errors import InputError, OutputError
-from smugir.exporters.files import check_folder, check_target, write_text
+from smugir.errors import InputError
+from smugir.exporters.files import check_target, staged_folder, write_text
 from smugir.exporters.milp import write_milp
 from smugir.exporters.smtlib import smtlib_text
 from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT, OnProgress
@@ -74,7 +73,7 @@ def export_problem(
 
 
 def export_family(
-    items: Iterable[tuple[str, Problem, Mapping[str, Any]]],
+    items: Iterable[tuple[str, Problem | None, Mapping[str, Any]]],
     folder: str | os.PathLike,
     bounds: tuple[str, ...] = ("opt", "opt-1"),
     logic: str = "QF_LIA",
@@ -86,6 +85,7 @@ def export_family(
     on_progress: OnProgress | None = None,
 ) -> list[Instance]:
     """For each (input id, problem, source): a decision file per bound, the OMT file, optionally MPS.
+    A None problem is one whose explanation would say nothing: a skipped row, `source["skipped"]` says why.
 
     With `min_seconds` > 0 only the hard inputs are written: those whose optimum smugir proved and
     needed at least that many seconds for (a family of hard instances with proven statuses).
@@ -93,11 +93,12 @@ def export_family(
     """
     if min_seconds < 0:
         raise InputError(f"min_seconds must be >= 0, got {min_seconds}")
-    folder = check_folder(folder, ["instances.csv"], force)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     rows: list[Instance] = []
-    try:
+    with staged_folder(folder, ["instances.csv"], force) as staging:
         for name, problem, source in items:
+            if problem is None:  # nothing to minimise: source says why
+                rows.append(Instance("", name, "none", "", None, f"skipped: {source.get('skipped', 'no problem')}", 0, 0, 0.0))
+                continue
             optimum = find_optimum(problem, timeout, solver, on_progress)
             if min_seconds > 0 and not (optimum.proven and optimum.seconds >= min_seconds):
                 continue
@@ -121,25 +122,9 @@ def export_family(
                 rows.append(Instance(written.path.name, str(source.get("input", name)), "milp", "mps", None, expected,
                                      written.columns, written.rows, round(optimum.seconds, 4)))
         write_text(staging / "instances.csv", instances_csv(rows), force=True)
-        _move_into(staging, folder, force)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return rows
 
 
 def _instance(path: Path, source, kind: str, encoding, bound: int | None, expected: str, seconds: float) -> Instance:
     variables, constraints = formula_size(encoding)
     return Instance(path.name, str((source or {}).get("input", "")), kind, str(encoding.logic), bound, expected, variables, constraints, round(seconds, 4))
-
-
-def _move_into(staging: Path, folder: Path, force: bool) -> None:
-    """Rename the staged files into `folder` (created if missing), checking again for clashes."""
-    names = sorted(p.name for p in staging.iterdir())
-    if not folder.exists():
-        staging.rename(folder)
-        return
-    clashes = [n for n in names if (folder / n).exists()]
-    if clashes and not force:
-        raise OutputError(f"{str(folder / clashes[0])!r} already exists; pass --force to replace it")
-    for name in names:
-        os.replace(staging / name, folder / name)

@@ -1,7 +1,8 @@
 """An explanation as files: JSON report, .npy arrays, PNG pictures.
 
-Everything is rendered in memory first and the target names are checked before the first byte is
-written, so a bad output folder or an existing file leaves nothing behind.
+Everything is rendered in memory first, written into a staging folder beside the target and moved
+into place at the end (`staged_folder`), so a bad output folder, a full disk or an existing file
+leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from smugir.exporters.files import prepare_folder, write_atomically
+from smugir.exporters.files import staged_folder, utf8, write_atomically
 from smugir.exporters.pictures import input_picture, overlay_picture, png_bytes, saliency_picture, side_by_side
 
 FILES = ("report.json", "mask.npy", "saliency.npy", "saliency.png", "overlay.png", "explanation.png")
@@ -48,19 +49,19 @@ def _npy(array: np.ndarray) -> bytes:
 
 def write_explanation(explanation, folder: str | os.PathLike, force: bool = False) -> dict[str, Path]:
     """Write the report, the mask and map arrays, and the pictures into `folder`; returns the paths."""
-    folder = prepare_folder(folder, list(FILES), force)
+    folder = Path(folder)
     layout = explanation.layout
     saliency = saliency_picture(layout, explanation.saliency)
     overlay = overlay_picture(layout, explanation.x, explanation.mask)
     contents = {
-        "report.json": to_json_text(explanation.to_json()).encode("utf-8"),
+        "report.json": utf8(to_json_text(explanation.to_json())),
         "mask.npy": _npy(explanation.mask),
         "saliency.npy": _npy(explanation.saliency.astype(np.float32)),
         "saliency.png": png_bytes(saliency),
         "overlay.png": png_bytes(overlay),
         "explanation.png": png_bytes(side_by_side([input_picture(layout, explanation.x), saliency, overlay])),
     }
-    written = {}
-    for name, data in contents.items():
-        written[name] = write_atomically(folder / name, lambda stream, data=data: stream.write(data), force)
-    return written
+    with staged_folder(folder, list(FILES), force) as staging:
+        for name, data in contents.items():
+            write_atomically(staging / name, lambda stream, data=data: stream.write(data))
+    return {name: folder / name for name in contents}

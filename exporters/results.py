@@ -1,18 +1,21 @@
 """A batch's results as JSON lines that survive crashes: one complete line per finished input.
 
 Only the coordinating process writes, one `write` of a whole line followed by flush and fsync, so
-a crash or Ctrl-C can at worst leave a partial last line; reopening the file drops it. Ids whose
+a crash or Ctrl-C can at worst leave a partial last line; reopening the file drops it. A write that
+fails (a full disk) is cut back at once and becomes one OutputError line. Ids whose
 line says `"status": "error"` are not done: a rerun tries them again.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from smugir.errors import OutputError
+from smugir.exporters.files import output_error, utf8
 from smugir.exporters.report import json_ready
 
 
@@ -24,7 +27,9 @@ class ResultsFile:
         if not self.path.parent.is_dir():
             raise OutputError(f"cannot write {str(self.path)!r}: the folder {str(self.path.parent)!r} does not exist")
         self.records: dict[str, dict[str, Any]] = {}  # the last line of every id (a retried error is replaced)
-        if self.path.exists():
+        if os.path.lexists(self.path):
+            if not self.path.is_file():
+                raise OutputError(f"{str(self.path)!r} exists and is not a regular file")
             self._recover()
 
     def _recover(self) -> None:
@@ -49,8 +54,19 @@ class ResultsFile:
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(json_ready(record), separators=(",", ":"), allow_nan=False) + "\n"
-        with open(self.path, "ab") as stream:
-            stream.write(line.encode("utf-8"))
-            stream.flush()
-            os.fsync(stream.fileno())
+        data = utf8(line)
+        try:
+            handle = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise output_error(exc, self.path) from None
+        size = os.fstat(handle).st_size
+        try:
+            if os.write(handle, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write")
+            os.fsync(handle)
+        except OSError as exc:
+            os.ftruncate(handle, size)
+            raise output_error(exc, self.path) from None
+        finally:
+            os.close(handle)
         self.records[str(record["id"])] = record

@@ -4,20 +4,33 @@ Workers only compute: `explain_item` turns one input into a record (and its mask
 raises for a bad input, it returns an error record instead. The coordinating process alone writes
 files (masks first, then the result line), so an interrupted run leaves only complete results and a
 rerun skips the ids already done.
+
+A results folder can be trusted: `settings.json` records the model's sha256 and every setting that
+defines the problems, and a rerun with another model or other settings is refused (unless
+`restart`, which starts the folder over); an exclusive lock (flock on `.lock`, released by the
+kernel when its holder dies, so a killed run's lock is simply taken over) refuses a second live
+run; workers die with their coordinator (PR_SET_PDEATHSIG); a worker that dies costs its own
+input only (the pool is rebuilt and the inputs that were in flight are retried one at a time).
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
+import json
+import math
 import multiprocessing
 import os
+import shutil
 import signal
+import stat
 import statistics
 import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -28,13 +41,17 @@ import numpy as np
 
 from smugir.constraints import DEFAULT_FORMULATION
 from smugir.datasets import Item
-from smugir.errors import InputError, MissingDependencyError, SmugError
-from smugir.exporters.files import write_atomically
+from smugir.errors import InputError, MissingDependencyError, OutputError, SmugError, SolverError
+from smugir.exporters.files import output_error, write_atomically, write_text
 from smugir.exporters.results import ResultsFile
-from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
+from smugir.solve import BACKENDS, DEFAULT_SOLVER, DEFAULT_TIMEOUT
 
 RESULTS = "results.jsonl"
 MASKS = "masks"
+SETTINGS = "settings.json"
+LOCK = ".lock"
+# What does not change the results of a run, so a rerun may differ in it.
+_OPERATIONAL = ("input_timeout", "session_threads")
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,25 @@ class BatchOptions:
     input_timeout: float | None = None  # wall-clock seconds per input (local runs): then an error line
     vocab: str | None = None  # text models
     session_threads: int = 0  # onnxruntime threads per worker (0: its default)
+
+
+def check_options(options: BatchOptions) -> None:
+    """Refuse a bad option by name before any input is read (the checks `explain` makes per input)."""
+    from smugir.explain import check_options as check_problem_options
+
+    check_problem_options(options.top_k, options.gamma, options.method, options.rank, options.margin)
+    if options.window is not None and options.window < 1:
+        raise InputError(f"window must be >= 1, got {options.window}")
+    if not (options.solver in BACKENDS or options.solver.startswith("pysmt:")):
+        raise SolverError(f"unknown solver {options.solver!r}; accepted: {', '.join(BACKENDS)}, pysmt:NAME")
+    for name, value in (("timeout", options.timeout), ("input timeout", options.input_timeout)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise InputError(f"{name} must be a finite number of seconds > 0, got {value}")
+
+
+def problem_settings(options: BatchOptions) -> dict[str, Any]:
+    """The options that define each input's problem and result (recorded in settings.json)."""
+    return {k: v for k, v in asdict(options).items() if k not in _OPERATIONAL}
 
 
 @dataclass
@@ -165,6 +201,7 @@ def _summary(explanation) -> dict[str, Any]:
         "predicted": explanation.predicted,
         "status": explanation.status,
         "formulation": explanation.settings.get("formulation"),
+        "reason": explanation.vacuous.reason if explanation.vacuous else None,
         "objective": explanation.objective,
         "bound": explanation.bound,
         "gap": explanation.best.gap,
@@ -172,7 +209,7 @@ def _summary(explanation) -> dict[str, Any]:
         "units": explanation.units.n_units,
         "kept_units": kept,
         "sparsity": kept / max(explanation.units.n_units, 1),
-        "verified": explanation.best.verified,
+        "verified": explanation.verified,
         "solver": explanation.solver,
         "ig_steps": explanation.attribution.get("steps"),
         "timings": explanation.timings,
@@ -206,6 +243,7 @@ class BatchReport:
     p95_solve_seconds: float | None
     median_sparsity: float | None
     verified: int
+    vacuous: int = 0  # inputs whose explanation says nothing (a status of smugir.explain.VACUOUS)
 
     @property
     def throughput(self) -> float:
@@ -227,9 +265,19 @@ def run_batch(
     scheduler: str | None = None,
     progress: Callable[[int], Progress] | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    source: dict[str, Any] | None = None,
+    restart: bool = False,
 ) -> BatchReport:
     """Explain every item not yet done in `out`/results.jsonl; `progress(total)` returns an advance
-    callback; `on_result(record)` sees each input's result line (status, objective, bound, gap)."""
+    callback; `on_result(record)` sees each input's result line (status, objective, bound, gap).
+
+    `source` says where the items come from (dataset and preprocessing): it is part of the settings
+    a rerun must match. `restart` discards the folder's earlier results instead of refusing a rerun
+    with other settings.
+    """
+    from smugir.model import load_model
+
+    check_options(options)
     model_path = str(Path(model_path).resolve())
     out = Path(out)
     if not out.parent.is_dir():
@@ -238,7 +286,52 @@ def run_batch(
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
-    (out / MASKS).mkdir(parents=True, exist_ok=True)
+    settings = {"model": model_path, "model_sha256": load_model(model_path).sha256, "options": problem_settings(options),
+                "source": json.loads(json.dumps(source or {}, default=str))}
+    _check_out(out)
+    created = not out.exists()
+    try:
+        out.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, out) from None
+    with _locked(out) as lock:
+        new = [name for name in (SETTINGS, MASKS, RESULTS) if not os.path.lexists(out / name)]
+        try:
+            return _run_locked(out, settings, restart, model_path, items, options, workers, scheduler, progress)
+        except BaseException:
+            results = out / RESULTS
+            if not results.exists() or results.stat().st_size == 0:  # failed before its first result: leave nothing
+                for name in new:
+                    if (out / name).is_dir():
+                        shutil.rmtree(out / name, ignore_errors=True)
+                    else:
+                        (out / name).unlink(missing_ok=True)
+                if lock.created:
+                    (out / LOCK).unlink(missing_ok=True)  # still locked: no one else can hold this file
+                if created:
+                    shutil.rmtree(out, ignore_errors=True)
+            raise
+
+
+def _check_out(out: Path) -> None:
+    """OUT is a folder or missing, and what a batch writes there is not something else (a FIFO, a folder)."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise OutputError(f"{str(out)!r} exists and is not a folder")
+    for name in (RESULTS, SETTINGS, LOCK):
+        path = out / name
+        if os.path.lexists(path) and not stat.S_ISREG(path.lstat().st_mode):
+            raise OutputError(f"{str(path)!r} exists and is not a regular file")
+    if os.path.lexists(out / MASKS) and not (out / MASKS).is_dir():
+        raise OutputError(f"{str(out / MASKS)!r} exists and is not a folder")
+
+
+def _run_locked(out: Path, settings, restart, model_path, items, options, workers, scheduler, progress) -> BatchReport:
+    """The run itself, holding OUT's lock, after checking OUT holds results of these settings only."""
+    _claim(out, settings, restart)
+    try:
+        (out / MASKS).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise output_error(exc, out / MASKS) from None
     results = ResultsFile(out / RESULTS)
     todo = [item for item in items if item.id not in results.done]
     advance = progress(len(todo)) if progress else (lambda n: None)
@@ -262,6 +355,77 @@ def run_batch(
                    [r for r in results.records.values() if str(r["id"]) in ids])
 
 
+@dataclass
+class _Lock:
+    created: bool  # this run made the lock file
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[_Lock]:
+    """Hold an exclusive flock on OUT/.lock; a second live run is refused. The kernel drops the lock
+    when its holder dies, so the lock of a killed run is taken over without any cleanup."""
+    path = out / LOCK
+    created = not os.path.lexists(path)
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        raise output_error(exc, path) from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode("ascii", errors="replace").strip() or "?"
+            raise OutputError(f"another smug batch (pid {holder}) is writing to {str(out)!r}; wait for it or choose another --out") from None
+        if not os.path.lexists(path) or os.stat(path).st_ino != os.fstat(handle).st_ino:
+            raise OutputError(f"another smug batch started on {str(out)!r} at the same moment; run again")
+        with suppress(OSError):  # the pid only makes the message above friendlier
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        yield _Lock(created)
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _claim(out: Path, settings: dict[str, Any], restart: bool) -> None:
+    """Make `out` hold results of exactly these settings: new, the same as before, or (restart) started over."""
+    path = out / SETTINGS
+    if restart:
+        for name in (RESULTS, SETTINGS):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / MASKS, ignore_errors=True)
+    elif path.exists():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            raise OutputError(f"{str(path)!r} is not a smugir settings file; pass --restart to start {str(out)!r} over") from None
+        differences = _differences(earlier, settings)
+        if differences:
+            raise OutputError(
+                f"{str(out)!r} holds results made with other settings ({'; '.join(differences)}); "
+                f"pass --restart to discard them and start over, or choose another --out"
+            )
+        return
+    elif (out / RESULTS).exists():
+        raise OutputError(f"{str(out / RESULTS)!r} has no {SETTINGS} beside it (an older smugir?); pass --restart to start over")
+    write_text(path, json.dumps(settings, indent=2) + "\n", force=True)
+
+
+def _differences(earlier: Any, now: dict[str, Any]) -> list[str]:
+    """'gamma 0.5 then, 0.9 now' for every problem-defining setting that changed (the model by its hash)."""
+    if not isinstance(earlier, dict):
+        return ["no settings recorded"]
+    changes = []
+    if earlier.get("model_sha256") != now["model_sha256"]:
+        changes.append(f"model {earlier.get('model', '?')} (sha256 {str(earlier.get('model_sha256'))[:12]}) then, "
+                       f"{now['model']} (sha256 {now['model_sha256'][:12]}) now")
+    for group in ("options", "source"):
+        before, after = earlier.get(group) or {}, now[group]
+        for key in sorted(set(before) | set(after)):
+            if before.get(key) != after.get(key):
+                changes.append(f"{key} {before.get(key)!r} then, {after.get(key)!r} now")
+    return changes
+
+
 def _check_unique(ids: list[str]) -> None:
     seen: set[str] = set()
     for i in ids:
@@ -271,34 +435,88 @@ def _check_unique(ids: list[str]) -> None:
 
 
 def _save(out: Path, result: ItemResult, results: ResultsFile) -> None:
-    """Mask files first, the result line last: a line always points at complete files."""
+    """Mask files first, the result line last: a line always points at complete files, and when
+    anything fails (a full disk) this input's files are removed again."""
     record = dict(result.record)
-    for name, array in result.arrays.items():
-        path = out / MASKS / f"{record['id']}_{name}.npy"
-        write_atomically(path, lambda stream, a=array: np.save(stream, a, allow_pickle=False), force=True)
-        record[f"{name}_file"] = str(path.relative_to(out))
-    results.append(record)
+    written: list[Path] = []
+    try:
+        for name, array in result.arrays.items():
+            path = out / MASKS / f"{record['id']}_{name}.npy"
+            written.append(write_atomically(path, lambda stream, a=array: np.save(stream, a, allow_pickle=False), force=True))
+            record[f"{name}_file"] = str(path.relative_to(out))
+        results.append(record)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _run_pool(workers: int, model_path: str, items: Iterable[Item], options: BatchOptions, finished) -> None:
-    """A spawn-started pool (onnxruntime and fork do not mix), one onnxruntime thread per worker."""
+    """A spawn-started pool (onnxruntime and fork do not mix), one onnxruntime thread per worker.
+
+    At most `workers` inputs are in flight, so when a worker dies (the pool breaks) the suspects
+    are those inputs only: each is retried alone in a fresh one-worker pool, where a second death
+    names the input that kills workers (its error line); every other input is finished normally.
+    """
     options = replace(options, session_threads=1)
+    for item in _pool_pass(workers, model_path, list(items), options, finished):
+        if _pool_pass(1, model_path, [item], options, finished):
+            finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash",
+                                 "error": "the worker process explaining this input died (killed, out of memory?); rerun to retry"}))
+
+
+def _pool_pass(workers: int, model_path: str, items: list[Item], options: BatchOptions, finished) -> list[Item]:
+    """Run `items` in one pool until done or until the pool breaks; returns the inputs that were in
+    flight when it broke (none if it did not). Inputs not yet started go on in a new pool."""
+    waiting = list(reversed(items))
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        pending: dict[Future, Item] = {pool.submit(explain_item, model_path, item, options): item for item in items}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item = pending.pop(future)
-                    try:
-                        finished(future.result())
-                    except BrokenProcessPool:
-                        finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash",
-                                             "error": "a worker process died while this input was in the pool; rerun to retry"}))
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),))
+    pending: dict[Future, Item] = {}
+    try:
+        while waiting or pending:
+            while waiting and len(pending) < workers:
+                item = waiting.pop()
+                pending[pool.submit(explain_item, model_path, item, options)] = item
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                break
+            for future in done:
+                finished(future.result())
+                del pending[future]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
+    in_flight = []
+    for future, item in pending.items():
+        if future.done() and not future.cancelled() and future.exception() is None:
+            finished(future.result())
+        else:
+            in_flight.append(item)
+    if waiting:
+        in_flight += _pool_pass(workers, model_path, list(reversed(waiting)), options, finished)
+    return in_flight
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Worker initializer: be killed by the kernel when the coordinator dies (even by SIGKILL), so no
+    worker (and then no resource tracker) outlives it; a watchdog thread where prctl is missing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl failed")
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the coordinator died before prctl took effect
+        os._exit(1)
 
 
 def _run_dask(scheduler: str, model_path: str, items: Sequence[Item], options: BatchOptions, finished) -> None:
@@ -328,9 +546,12 @@ def _run_dask(scheduler: str, model_path: str, items: Sequence[Item], options: B
 
 
 def _report(inputs: int, skipped: int, processed: int, seconds: float, records: list[dict[str, Any]]) -> BatchReport:
+    from smugir.explain import VACUOUS
+
     statuses = Counter(record["status"] for record in records)
-    solve = sorted(r["timings"].get("solve", 0.0) for r in records if r["status"] != "error")
-    sparsity = [r["sparsity"] for r in records if r["status"] != "error"]
+    explained = [r for r in records if r["status"] != "error" and r["status"] not in VACUOUS]
+    solve = sorted(r["timings"].get("solve", 0.0) for r in explained)
+    sparsity = [r["sparsity"] for r in explained]
     return BatchReport(
         inputs=inputs,
         skipped=skipped,
@@ -341,4 +562,5 @@ def _report(inputs: int, skipped: int, processed: int, seconds: float, records: 
         p95_solve_seconds=float(np.percentile(solve, 95)) if solve else None,
         median_sparsity=statistics.median(sparsity) if sparsity else None,
         verified=sum(1 for r in records if r.get("verified")),
+        vacuous=sum(1 for r in records if r["status"] in VACUOUS),
     )

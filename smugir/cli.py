@@ -1,7 +1,6 @@
 """The `smug` command: argument parsing and the mapping of errors to exit codes, nothing else.
 
-Exit codes: 0 success; 1 a result that did not verify (e.g. a mask failing its constraints in
-float32); 2 bad input or unsupported model (one line on stderr, no traceback); 130 interrupted.
+Exit codes: see EXIT_CODES (also printed by `smug --help`).
 """
 
 from __future__ import annotations
@@ -9,15 +8,27 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
-from smugir.errors import SmugError, printable
+from smugir.errors import NoExplanationError, SmugError, printable
 
 MAX_SOLUTIONS = 1000  # each one is a further solve with the previous masks blocked
 MAX_INTEGER = 2**31 - 1  # no count, size or index of smugir's is larger; numpy needs C integers
+EXIT_CODES = (
+    "exit codes: 0 success (every mask verified); 1 a mask that did not verify in float32, or a batch with error lines; "
+    "2 bad input, unsupported model or an output that cannot be written (one line on stderr, nothing written); "
+    "3 no meaningful explanation (status no_units, non_finite, no_neurons or baseline_suffices, with the reason); "
+    "130 interrupted"
+)
+
+
+def _exit_code(explanation) -> int:
+    """0 verified, 1 not verified, 3 an explanation that says nothing."""
+    return 3 if explanation.vacuous else 0 if explanation.verified else 1
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -52,7 +63,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(result.summary())
         if written:
             print(f"wrote       {', '.join(str(p) for p in written.values())}")
-    return 0 if result.best.verified else 1
+    return _exit_code(result)
 
 
 def _image_setup(args: argparse.Namespace, model, x=None, label=None):
@@ -88,31 +99,37 @@ def _text_options(args: argparse.Namespace, model) -> dict:
 def _explain_text(args: argparse.Namespace, model) -> int:
     from rich.console import Console
 
-    from smugir.exporters.files import prepare_folder, write_text
+    from smugir.exporters.files import staged_folder, write_text
     from smugir.exporters.report import to_json_text
     from smugir.exporters.text import highlighted_html, highlighted_markup
     from smugir.text import explain_sentence
 
     result = explain_sentence(
-        model, args.input, label=args.label, solver=args.solver, timeout=args.timeout, solutions=args.solutions,
+        model, _argument_text(args.input), label=args.label, solver=args.solver, timeout=args.timeout, solutions=args.solutions,
         **_text_options(args, model),
     )
     report = to_json_text(result.to_json())
     if args.out:
-        folder = prepare_folder(args.out, ["report.json", "explanation.html"], args.force)
-        write_text(folder / "report.json", report, args.force)
-        write_text(folder / "explanation.html", highlighted_html(result), args.force)
+        with staged_folder(args.out, ["report.json", "explanation.html"], args.force) as folder:
+            write_text(folder / "report.json", report)
+            write_text(folder / "explanation.html", highlighted_html(result))
     if args.json:
         print(report, end="")
     else:
         Console(highlight=False).print(highlighted_markup(result))
         print(result.explanation.summary())
-    return 0 if result.explanation.best.verified else 1
+    return _exit_code(result.explanation)
+
+
+def _argument_text(text: str) -> str:
+    """A command-line sentence as valid Unicode: bytes that are not UTF-8 become U+FFFD."""
+    return os.fsencode(text).decode("utf-8", errors="replace")
 
 
 def _problem(args: argparse.Namespace, model, item=None):
-    """(input name, masking problem) of INPUT or of a dataset item; SMUG_base has nothing to solve."""
+    """(input name, masking problem, why it says nothing or None) of INPUT or of a dataset item."""
     from smugir.errors import InputError
+    from smugir.explain import vacuity
     from smugir.text import is_text_model, prepare_sentence
 
     if args.method == "smug_base":
@@ -121,11 +138,11 @@ def _problem(args: argparse.Namespace, model, item=None):
         raise InputError(f"input {item.id}: {item.error}")
     name = args.input if item is None else item.id
     if is_text_model(model):
-        sentence = args.input if item is None else item.x
+        sentence = _argument_text(args.input) if item is None else item.x
         setup, _, _ = prepare_sentence(model, sentence, label=args.label if item is None else None, **_text_options(args, model))
     else:
         setup = _image_setup(args, model, None if item is None else item.x)
-    return name, setup.problem
+    return name, setup.problem, vacuity(setup)[0]
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -135,7 +152,9 @@ def _export(args: argparse.Namespace) -> int:
 
     check_target(args.out, args.force)
     model = load_model(args.model)
-    name, problem = _problem(args, model)
+    name, problem, vacuous = _problem(args, model)
+    if vacuous:
+        raise NoExplanationError(f"nothing written: {vacuous.status}: {vacuous.reason}")
     source = {"input": name, **dict(problem.metadata)}
     from smugir.live import live_line
 
@@ -164,8 +183,11 @@ def _export_benchmarks(args: argparse.Namespace) -> int:
 
     def problems():
         for item in track(items, description="exporting", transient=True):
-            _, problem = _problem(args, model, item)
-            yield item.id, problem, {"input": f"{args.dataset}:{item.id}", **dict(problem.metadata)}
+            _, problem, vacuous = _problem(args, model, item)
+            if vacuous:
+                yield item.id, None, {"skipped": f"{vacuous.status}: {vacuous.reason}"}
+            else:
+                yield item.id, problem, {"input": f"{args.dataset}:{item.id}", **dict(problem.metadata)}
 
     rows = export_family(problems(), args.out, bounds, args.logic, args.timeout, args.mps, args.force, args.solver, args.min_seconds)
     kinds = Counter(f"{row.kind} {row.expected}" if row.kind == "decision" else row.kind for row in rows)
@@ -227,6 +249,7 @@ def _add_explain(commands) -> None:
         "explain",
         help="find a provably minimal mask that keeps the important first-layer neurons active",
         description="Explain MODEL's prediction on INPUT with a minimal mask (SMUG).",
+        epilog=EXIT_CODES,
     )
     _add_problem_options(explain)
     explain.add_argument("input", help="an image (.png/.jpg/...), a .npy array, file.npz:key[index], or a sentence (text models)")
@@ -249,6 +272,7 @@ def _add_export(commands) -> None:
         help="write the masking problem of one input as an SMT-LIB 2, MPS or LP file",
         description="Write the masking problem of MODEL on INPUT for other solvers. SMT-LIB decision files carry "
         "(set-info :status ...) when smugir can prove it.",
+        epilog=EXIT_CODES,
     )
     _add_problem_options(export)
     export.add_argument("input", help="an image, a .npy array, file.npz:key[index], or a sentence (text models)")
@@ -292,21 +316,25 @@ def _dataset_items(args: argparse.Namespace, model):
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from smugir.batch import BatchOptions, run_batch
+    from smugir.batch import BatchOptions, check_options, run_batch
     from smugir.model import load_model
 
-    model = load_model(args.model)
-    items = _dataset_items(args, model)
     options = BatchOptions(
         top_k=args.top_k, gamma=args.gamma, window=args.window, segments=args.segments, baseline=args.baseline,
         method=args.method, ig_steps=args.ig_steps, layout=args.layout, image_shape=args.image_shape,
         margin=args.margin, rank=args.rank, formulation=args.formulation, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
         input_timeout=args.input_timeout,
     )
+    check_options(options)  # before any input is read
+    model = load_model(args.model)
+    items = _dataset_items(args, model)
+    source = {"dataset": str(args.dataset), "scale": args.scale, "mean": list(args.mean), "std": list(args.std)}
     with _progress_bar() as (start, on_result):
-        report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start, on_result)
+        report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start,
+                           on_result=on_result, source=source, restart=args.restart)
     _print_batch_report(report, args.out)
-    return 0 if report.statuses.get("error", 0) == 0 and report.verified == sum(report.statuses.values()) else 1
+    unverified = sum(report.statuses.values()) - report.verified - report.vacuous
+    return 1 if unverified else 3 if report.vacuous else 0
 
 
 @contextmanager
@@ -362,7 +390,7 @@ def _print_batch_report(report, out: str) -> None:
     console.print(
         f"solve time median {seconds(report.median_solve_seconds)}, 95th percentile {seconds(report.p95_solve_seconds)}; "
         f"median sparsity {'-' if report.median_sparsity is None else f'{100 * report.median_sparsity:.1f} %'}; "
-        f"verified {report.verified}; results in {out}/results.jsonl"
+        f"verified {report.verified}; no meaningful explanation {report.vacuous}; results in {out}/results.jsonl"
     )
 
 
@@ -373,7 +401,10 @@ def _add_batch(commands) -> None:
         "batch",
         help="explain every input of a dataset, in parallel, resumable",
         description="Explain every input of DATASET (file.npz[:key], a folder of images, a .txt/.tsv of sentences). "
-        "One JSON line per input in OUT/results.jsonl and mask files in OUT/masks; a rerun skips finished inputs.",
+        "One JSON line per input in OUT/results.jsonl, mask files in OUT/masks and the model hash and settings in "
+        "OUT/settings.json; a rerun with the same settings skips finished inputs, with others it is refused "
+        "(--restart starts over); a second run on OUT at the same time is refused.",
+        epilog=EXIT_CODES,
     )
     _add_problem_options(batch)
     batch.add_argument("dataset", help="file.npz[:key] (images, optional 'labels'), a folder of images, or a .txt/.tsv of sentences")
@@ -383,6 +414,9 @@ def _add_batch(commands) -> None:
     batch.add_argument("--workers", type=int, help="local worker processes (default: the number of cores)")
     batch.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run on that cluster instead (extra 'dist')")
     batch.add_argument("--limit", type=int, help="only the first N inputs")
+    batch.add_argument("--restart", action="store_true",
+                       help="discard OUT's earlier results (needed when the model or a setting changed; a rerun with "
+                       "other settings is refused)")
     batch.set_defaults(run=_batch)
 
 
@@ -446,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="smug",
         description="Explain ONNX classifiers with provably minimal input masks (SMUG).",
+        epilog=EXIT_CODES,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -477,6 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with limited(args.max_memory):
             _check_options(args)
             return run(args)
+    except NoExplanationError as exc:
+        print(f"smug {args.command}: no explanation: {printable(exc)}", file=sys.stderr)
+        return 3
     except SmugError as exc:
         print(f"smug {args.command}: error: {printable(exc)}", file=sys.stderr)
         return 2

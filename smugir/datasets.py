@@ -41,10 +41,22 @@ class Item:
 
 
 def _item(id: str, read, label: int | None = None) -> Item:
+    """Read one input; whatever goes wrong (a bomb, a truncated file) becomes this item's error."""
     try:
         return Item(id, read(), label)
     except InputError as exc:
         return Item(id, None, label, str(exc))
+    except Exception as exc:  # noqa: BLE001 (one unreadable file is one error line, not a dead batch)
+        return Item(id, None, label, f"cannot read input {id!r}: {type(exc).__name__}: {exc}")
+
+
+def _regular_image(path: Path, read: Callable[[], np.ndarray]) -> np.ndarray:
+    """Refuse FIFOs, devices and folders named like images before opening them (a FIFO would hang)."""
+    import stat
+
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise InputError(f"{str(path)!r} is not a regular file")
+    return read()
 
 
 def read_dataset(
@@ -67,7 +79,10 @@ def read_dataset(
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"folder {text!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return [_item(_clean_id(p.stem), lambda p=p: image_to_input(p, input_shape, layout, scale, mean, std)) for p in files]
+        return [
+            _item(_clean_id(p.stem), lambda p=p: _regular_image(p, lambda: image_to_input(p, input_shape, layout, scale, mean, std)))
+            for p in files
+        ]
     if path.suffix.lower() in SENTENCE_SUFFIXES:
         return list(_sentences(path))
     raise InputError(f"dataset {text!r} is not an .npz archive, a folder of images, or a .txt/.tsv of sentences")

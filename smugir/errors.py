@@ -76,3 +76,5 @@ def printable(text: object) -> str:
         else:
             out.append(char)
     return "".join(out)
+class NoExplanationError(SmugError):
+    """The input's explanation would say nothing (a status of `smugir.explain.VACUOUS`): exit code 3."""

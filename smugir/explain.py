@@ -31,6 +31,8 @@ from smugir.units import InputLayout, MaskUnits, input_layout, pixel_units, segm
 from smugir.verify import Verification, probabilities, verify_mask
 
 Method = Literal["smug", "smug_base", "network"]
+# Why an explanation can say nothing (the `status` of such an explanation; CLI exit code 3).
+VACUOUS = ("no_units", "non_finite", "no_neurons", "baseline_suffices")
 METHODS = ("smug", "smug_base", "network")
 RANKINGS = ("ig", "activation")  # activation: the original code's choice for dense first layers
 
@@ -71,6 +73,14 @@ class Found:
         }
 
 
+@dataclass(frozen=True)
+class Vacuous:
+    """Why an explanation says nothing: a status from VACUOUS and one sentence for the user."""
+
+    status: str
+    reason: str
+
+
 @dataclass
 class Explanation:
     """The result of `explain`: masks (input-shaped), the SMUG saliency map, and how they were found."""
@@ -93,6 +103,7 @@ class Explanation:
     solver: str
     timings: dict[str, float] = field(default_factory=dict)
     problem: MaskProblem | NetworkMaskProblem | None = None
+    vacuous: Vacuous | None = None  # set when the explanation says nothing (then never verified)
 
     @property
     def best(self) -> Found:
@@ -100,7 +111,13 @@ class Explanation:
 
     @property
     def status(self) -> str:
-        return self.best.status
+        """The solver's status (optimal, feasible, ...), or the VACUOUS status saying why there is no explanation."""
+        return self.vacuous.status if self.vacuous else self.best.status
+
+    @property
+    def verified(self) -> bool:
+        """A mask that means something and holds in float32 on onnxruntime."""
+        return self.vacuous is None and self.best.verified
 
     @property
     def objective(self) -> float | None:
@@ -138,27 +155,25 @@ class Explanation:
         bound = "" if self.bound is None else f", lower bound {self.bound:g}"
         if self.best.gap:
             bound += f", gap {100 * self.best.gap:.1f} %"
+        completeness = self.attribution.get("completeness_error")
+        completeness = "n/a" if completeness is None else f"{100 * completeness:.2f} %"
         lines = [
             f"model       {self.model} (label {self.label}, predicted {self.predicted})",
             f"method      {self.method}: {self.units.n_units} {self.units.kind} units ({self.units.description}), "
             f"top-k {self.settings['top_k']}, gamma {self.settings['gamma']}, baseline {self.settings['baseline']}, "
             f"formulation {self.settings.get('formulation', DEFAULT_FORMULATION)}",
-            f"attribution IG over {self.attribution.get('steps')} steps, completeness error "
-            f"{100 * self.attribution.get('completeness_error', float('nan')):.2f} %, {len(self.neurons)} neurons kept",
-            f"result      {self.status}: {kept} of {self.units.n_units} units kept ({100 * kept / max(self.units.n_units, 1):.1f} %){bound}; solver {self.solver}",
+            f"attribution IG over {self.attribution.get('steps')} steps, completeness error {completeness}, {len(self.neurons)} neurons kept",
         ]
-        for number, found in enumerate(self.found, start=1):
-            v = found.verification
-            if v is not None:
-                lines.append(
-                    f"verified    mask {number}: constraints {'hold' if v.holds else 'FAIL'} in float32 (min slack {v.min_slack:.4g}); "
-                    f"confidence {v.original.confidence:.3f} -> masked {v.masked.confidence:.3f} (class {v.masked.predicted}), "
-                    f"inverse {v.inverse_masked.confidence:.3f} (class {v.inverse_masked.predicted})"
-                )
-            elif found.network_margin is not None:
-                lines.append(f"verified    mask {number}: logit margin on onnxruntime {found.network_margin:+.4g} ({'holds' if found.verified else 'FAILS'})")
+        if self.vacuous:
+            lines.append(f"result      no explanation ({self.vacuous.status}): {self.vacuous.reason}")
+        else:
+            lines.append(
+                f"result      {self.status}: {kept} of {self.units.n_units} units kept "
+                f"({100 * kept / max(self.units.n_units, 1):.1f} %){bound}; solver {self.solver}"
+            )
+            lines.extend(_verified_line(number, found) for number, found in enumerate(self.found, start=1))
         lines.append("timings     " + ", ".join(f"{k} {v:.3f} s" for k, v in self.timings.items()))
-        return "\n".join(lines)
+        return "\n".join(line for line in lines if line)
 
     def to_json(self) -> dict:
         kept = int(self.unit_mask.sum())
@@ -172,14 +187,16 @@ class Explanation:
             "units": {"kind": self.units.kind, "count": self.units.n_units, "description": self.units.description},
             "layout": self.layout.name,
             "status": self.status,
+            "reason": self.vacuous.reason if self.vacuous else None,
             "objective": self.objective,
             "bound": self.bound,
             "gap": self.best.gap,
             "kept_units": kept,
             "sparsity": kept / max(self.units.n_units, 1),
             "solver": self.solver,
-            "verified": self.best.verified,
-            "solutions": [f.to_json() for f in self.found],
+            "verified": self.verified,
+            "solutions": [] if self.vacuous else [f.to_json() for f in self.found],
+            "baseline_check": self.best.to_json() if self.vacuous and self.vacuous.status == "baseline_suffices" else None,
             "neurons": self.neurons,
             "neuron_scores": self.neuron_scores,
             "attribution": self.attribution,
@@ -305,7 +322,7 @@ def prepare_units(
     Baseline-relative: only neurons the input moved above the baseline are ranked (and constrained);
     published: neurons with a positive activation on x."""
     timings: dict[str, float] = {}
-    _check_options(top_k, gamma, method, rank)
+    check_options(top_k, gamma, method, rank, margin)
     check_formulation(formulation)
     layer = first_layer(model)
     x = check_input(x, model.input_shape)
@@ -353,12 +370,22 @@ def prepare_units(
 def finish(setup: Setup, solver: str = DEFAULT_SOLVER, timeout: float | None = DEFAULT_TIMEOUT, solutions: int = 1,
            on_progress: OnProgress | None = None) -> Explanation:
     """Solve a prepared problem (or take every receptive unit for SMUG_base) and verify each mask;
-    `timeout` None means no limit, `on_progress` gets the solve's `SolveProgress` snapshots."""
+    `timeout` None means no limit, `on_progress` gets the solve's `SolveProgress` snapshots.
+
+    A problem whose explanation can only say nothing (see `vacuity`) is not solved: the result
+    carries the reason, its status is one of VACUOUS and it is never verified.
+    """
     if int(solutions) < 1:
         raise InputError(f"solutions must be >= 1, got {solutions}")
     timings = dict(setup.timings)
     settings = {**setup.settings, "timeout": timeout, "solutions": solutions}
-    if setup.problem is None:
+    clock = time.perf_counter()
+    vacuous, empty = vacuity(setup)
+    timings["vacuity"] = time.perf_counter() - clock
+    if vacuous is not None:
+        solver_name = "none (nothing to solve)"
+        found_solutions = []
+    elif setup.problem is None:
         unit_mask = np.zeros(setup.units.n_units, dtype=bool)
         unit_mask[receptive_units(setup.layer, setup.units, setup.neurons).indices] = True
         solver_name = "none (SMUG_base: every unit in a kept receptive field)"
@@ -370,7 +397,7 @@ def finish(setup: Setup, solver: str = DEFAULT_SOLVER, timeout: float | None = D
         solver_name = found_solutions[0].solver
 
     clock = time.perf_counter()
-    found = [_check(setup, s) for s in found_solutions]
+    found = [_check(setup, s) for s in found_solutions] or [empty]
     timings["verify"] = time.perf_counter() - clock
     return Explanation(
         model=str(setup.model.path),
@@ -391,7 +418,67 @@ def finish(setup: Setup, solver: str = DEFAULT_SOLVER, timeout: float | None = D
         solver=solver_name,
         timings=timings,
         problem=setup.problem,
+        vacuous=vacuous,
     )
+
+
+def vacuity(setup: Setup) -> tuple[Vacuous | None, Found]:
+    """Why `setup` can only give an explanation that says nothing (or None), and the empty mask's check.
+
+    In order: no mask units; NaN or infinity in what the constraints are made of; no neuron to keep
+    (SMUG); the baseline alone (the empty mask, checked exactly in float32 on onnxruntime) already
+    satisfying every constraint, so the minimal mask is empty (the degenerate case).
+    """
+    nothing = np.zeros(setup.units.n_units, dtype=bool)
+    empty = Found(nothing, "not solved", None, None, None)
+    if setup.units.n_units == 0:
+        return Vacuous("no_units", "the input has no mask units (every segment label is -1, or every word is padding), "
+                       "so there is nothing to keep or drop"), empty
+    non_finite = _non_finite(setup)
+    if non_finite:
+        return Vacuous("non_finite", f"{non_finite} contain NaN or infinity, so no constraint can be checked"), empty
+    if setup.method != "network" and setup.neurons.size == 0:
+        return Vacuous("no_neurons", f"no first-layer neuron has both a positive activation and a positive attribution "
+                       f"to label {setup.label}, so nothing constrains the mask"), empty
+    if setup.method == "smug_base":
+        return None, empty
+    checked = _check(setup, Solution("optimal", nothing, 0.0, 0.0, "none", 0.0, {}))
+    if not checked.verified:
+        return None, empty
+    if checked.network_margin is not None:
+        what = f"gives label {setup.label} a logit margin of {checked.network_margin:+.4g}"
+    else:
+        what = (f"keeps all {setup.neurons.size} chosen neurons above gamma {setup.gamma:g} x their value on the input "
+                f"(min slack {checked.verification.min_slack:.4g})")
+    return Vacuous("baseline_suffices", f"the baseline alone (every unit masked) already {what}, so the minimal mask is empty"), checked
+
+
+def _non_finite(setup: Setup) -> str | None:
+    """What, if anything, holds NaN or infinity among the values the constraints are made of
+    (onnxruntime's outputs and first-layer pre-activations, as the float32 check sees them)."""
+    on_input = setup.model.run(setup.x, (setup.layer.pre_name,))
+    on_baseline = setup.model.run(setup.base, (setup.layer.pre_name,))
+    checks = (
+        ("the baseline values", setup.base),
+        ("the model's outputs on the input", on_input[0]),
+        ("the first layer's pre-activations on the input", on_input[1]),
+        ("the first layer's pre-activations on the baseline", on_baseline[1]),
+        ("the Integrated Gradients scores", setup.attribution.scores),
+    )
+    return next((what for what, values in checks if not np.all(np.isfinite(values))), None)
+
+
+def _verified_line(number: int, found: Found) -> str:
+    v = found.verification
+    if v is not None and v.min_slack is not None:
+        return (
+            f"verified    mask {number}: constraints {'hold' if v.holds else 'FAIL'} in float32 (min slack {v.min_slack:.4g}); "
+            f"confidence {v.original.confidence:.3f} -> masked {v.masked.confidence:.3f} (class {v.masked.predicted}), "
+            f"inverse {v.inverse_masked.confidence:.3f} (class {v.inverse_masked.predicted})"
+        )
+    if found.network_margin is not None:
+        return f"verified    mask {number}: logit margin on onnxruntime {found.network_margin:+.4g} ({'holds' if found.verified else 'FAILS'})"
+    return ""
 
 
 def _check(setup: Setup, solution: Solution) -> Found:
@@ -424,7 +511,8 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _check_options(top_k, gamma, method, rank) -> None:
+def check_options(top_k: int, gamma: float, method: str, rank: str, margin: float = 0.0) -> None:
+    """Refuse a bad option by name, before any work (batch runs it before reading a single input)."""
     if rank not in RANKINGS:
         raise InputError(f"unknown neuron ranking {rank!r}; accepted: {', '.join(RANKINGS)}")
     if method not in METHODS:
@@ -432,6 +520,8 @@ def _check_options(top_k, gamma, method, rank) -> None:
     if int(top_k) < 1:
         raise InputError(f"top_k must be >= 1, got {top_k}")
     check_gamma(gamma)
+    if not np.isfinite(float(margin)):
+        raise InputError(f"margin must be a finite number, got {margin}")
 
 
 def _check_label(label: int, n_classes: int) -> int:

@@ -14,7 +14,7 @@ from conftest import DATA
 from smugir.batch import BatchOptions, run_batch
 from smugir.cli import main
 from smugir.datasets import read_dataset
-from smugir.errors import InputError
+from smugir.errors import InputError, OutputError
 from smugir.model import load_model
 from smugir.units import input_layout
 
@@ -150,7 +150,7 @@ def test_bad_batch_requests(tmp_path, capsys):
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "results.jsonl").write_text("this is not json\n")
     assert main(["batch", str(MNIST), str(SAMPLES), "--out", str(tmp_path / "junk")]) == 2
-    assert "not a smugir results file" in capsys.readouterr().err
+    assert "has no settings.json beside it" in capsys.readouterr().err
     items = _items()
     with pytest.raises(InputError, match="appears twice"):
         run_batch(MNIST, [items[0], items[0]], tmp_path / "dup", OPTIONS, workers=1)
@@ -223,15 +223,134 @@ class _KillsItsWorker:
         return os._exit, (1,)
 
 
-def test_a_dead_worker_is_an_error_line_and_the_rerun_retries(tmp_path):
+def test_a_dead_worker_costs_its_own_input_only(serial, tmp_path):
     from smugir.datasets import Item
 
-    items = _items()[:2]
+    items = _items()
     doomed = Item("doomed", _KillsItsWorker(), None)
     out = tmp_path / "run"
-    report = run_batch(MNIST, [doomed, *items], out, OPTIONS, workers=2)
+    report = run_batch(MNIST, [*items[:5], doomed, *items[5:]], out, OPTIONS, workers=2)
     records = {r["id"]: r for r in _lines(out)}
-    assert records["doomed"]["status"] == "error" and "worker process died" in records["doomed"]["error"]
-    assert report.statuses.get("error", 0) >= 1
-    report = run_batch(MNIST, items, out, OPTIONS, workers=1)  # whatever died with it is retried
-    assert {r["id"]: r["status"] for r in _lines(out) if r["id"] != "doomed"} == {i.id: "optimal" for i in items}
+    assert records["doomed"]["status"] == "error" and "worker process explaining this input died" in records["doomed"]["error"]
+    assert report.statuses == {"error": 1, "optimal": 15}
+    assert _essence([r for r in _lines(out) if r["id"] != "doomed"]) == _essence(_lines(serial))
+
+
+def test_a_rerun_with_another_model_or_settings_is_refused_until_restart(serial, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(serial, out)
+    with pytest.raises(OutputError, match=r"other settings \(gamma 0.5 then, 0.9 now; window 2 then, 4 now\).*--restart"):
+        run_batch(MNIST, _items(), out, BatchOptions(top_k=16, window=4, gamma=0.9), workers=1)
+    from test_explain import shifted_bias_model
+
+    other = shifted_bias_model(tmp_path)  # other weights, another hash
+    with pytest.raises(OutputError, match=r"other settings \(model .* \(sha256 3a5c9730d60b\) then"):
+        run_batch(other, _items(), out, OPTIONS, workers=1)
+    assert _essence(_lines(out)) == _essence(_lines(serial))  # untouched
+    report = run_batch(MNIST, _items()[:2], out, BatchOptions(top_k=16, window=4), workers=1, restart=True)
+    assert report.skipped == 0 and len(_lines(out)) == 2 and len(list((out / "masks").iterdir())) == 4
+    assert json.loads((out / "settings.json").read_text())["options"]["window"] == 4
+    assert main(["batch", str(MNIST), str(SAMPLES), "--limit", "2", "--out", str(out), "--window", "2"]) == 2
+    assert "--restart" in capsys.readouterr().err
+
+
+def test_a_second_live_run_is_refused_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    import fcntl
+    import os
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242\n")
+        held.flush()
+        assert main(["batch", str(MNIST), str(SAMPLES), "--limit", "1", "--workers", "1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "another smug batch (pid 4242) is writing to" in err and err.count("\n") == 1
+        assert not (out / "results.jsonl").exists()
+    # The holder is gone (the kernel dropped its lock): the file left behind does not block anyone.
+    assert main(["batch", str(MNIST), str(SAMPLES), "--limit", "1", "--workers", "1", "--out", str(out)]) == 0
+    assert (out / ".lock").read_text().strip() == str(os.getpid())
+
+
+def test_bad_options_exit_2_before_any_input_is_read(tmp_path, monkeypatch, capsys):
+    import smugir.cli
+
+    def touched(*args, **kwargs):
+        raise AssertionError("the dataset was read")
+
+    monkeypatch.setattr(smugir.cli, "_dataset_items", touched)
+    for option in (["--gamma", "2"], ["--solver", "bogus"], ["--top-k", "0"], ["--margin", "nan"], ["--timeout", "nan"],
+                   ["--input-timeout", "-1"], ["--window", "0"]):
+        assert main(["batch", str(MNIST), str(SAMPLES), "--out", str(tmp_path / "o"), *option]) == 2, option
+        assert capsys.readouterr().err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_inputs_with_no_meaningful_explanation_are_counted_and_exit_3(tmp_path, capsys):
+    from test_explain import shifted_bias_model
+
+    model = shifted_bias_model(tmp_path)
+    out = tmp_path / "run"
+    assert main(["batch", str(model), str(SAMPLES), "--limit", "3", "--workers", "1", "--out", str(out)]) == 3
+    assert "no meaningful explanation 3" in " ".join(capsys.readouterr().out.split())
+    records = _lines(out)
+    assert {r["status"] for r in records} == {"baseline_suffices"} and not any(r["verified"] for r in records)
+    assert all(r["reason"].startswith("the baseline alone") for r in records)
+
+
+def test_bad_files_in_an_image_folder_are_one_error_line_each(tmp_path):
+    import os
+
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image = np.asarray(_items()[0].x).reshape(28, 28)
+    Image.fromarray(np.clip(image * 255, 0, 255).astype(np.uint8)).save(folder / "good.png")
+    os.mkfifo(folder / "fifo.png")  # opening it would hang the batch
+    (folder / "folder.png").mkdir()
+    (folder / "empty.png").write_bytes(b"")
+    _bomb(folder / "bomb.png")
+    model = load_model(MNIST)
+    items = {i.id: i for i in read_dataset(folder, model.input_shape, input_layout(model.input_shape))}
+    assert items["good"].error is None
+    assert "not a regular file" in items["fifo"].error and "not a regular file" in items["folder"].error
+    assert items["empty"].error and items["bomb"].error
+    report = run_batch(MNIST, list(items.values()), tmp_path / "run", OPTIONS, workers=1)
+    assert report.statuses == {"error": 4, "optimal": 1}
+
+
+def _bomb(path: Path) -> None:
+    """A PNG whose header declares 100000 x 100000 pixels: Pillow refuses it as a decompression bomb."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+
+
+def test_a_results_line_that_cannot_be_written_is_cut_back(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import smugir.exporters.results as results_module
+    from smugir.exporters.results import ResultsFile
+
+    results = ResultsFile(tmp_path / "results.jsonl")
+    results.append({"id": "a", "status": "optimal"})
+    before = (tmp_path / "results.jsonl").read_bytes()
+
+    def half(handle, data):  # a disk that fills up in the middle of the line
+        written = real_write(handle, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, f"No space left on device after {written} bytes")
+
+    real_write = os.write
+    monkeypatch.setattr(results_module.os, "write", half)
+    with pytest.raises(OutputError, match="no space left on the device"):
+        results.append({"id": "b", "status": "optimal"})
+    monkeypatch.undo()
+    assert (tmp_path / "results.jsonl").read_bytes() == before and set(results.records) == {"a"}

@@ -185,3 +185,95 @@ def test_whole_network_timeout_still_returns_a_verified_mask(mnist_model):
     assert result.status in ("feasible", "optimal")
     assert result.best.network_margin > 0 and result.bound <= result.objective
     assert result.objective < result.units.n_units
+
+
+# ---- explanations that say nothing: a status and a reason, never "verified", exit code 3 --------
+
+
+def _variant(tmp_path, name: str, change) -> str:
+    """The MNIST model with its first-layer initializers changed by `change(name, array)`."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(MNIST)
+    for tensor in proto.graph.initializer:
+        if tensor.name.startswith("layers.0."):
+            array = change(tensor.name, numpy_helper.to_array(tensor).copy()).astype(np.float32)
+            tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
+    path = tmp_path / name
+    onnx.save(proto, path)
+    return str(path)
+
+
+def shifted_bias_model(tmp_path) -> str:
+    """First-layer biases + 10: the zero baseline alone keeps every neuron above half its value."""
+    return _variant(tmp_path, "shifted.onnx", lambda name, a: a + 10 if name.endswith("bias") else a)
+
+
+def _nan_weights_model(tmp_path) -> str:
+    return _variant(tmp_path, "nan.onnx", lambda name, a: a * np.nan if name.endswith("weight") else a)
+
+
+def _vacuous_cases(tmp_path):
+    from PIL import Image
+
+    white = tmp_path / "white.png"
+    Image.new("L", (28, 28), 255).save(white)
+    unsegmented = tmp_path / "none.npy"
+    np.save(unsegmented, -np.ones((28, 28), dtype=np.int64))
+    digit = str(DATA.parent.parent / "examples" / "data" / "mnist_test_2.png")
+    return {
+        "no_neurons": [str(MNIST), digit, "--label", "8"],
+        "no_neurons white": [str(MNIST), str(white)],
+        "non_finite": [_nan_weights_model(tmp_path), digit],
+        "no_units": [str(MNIST), digit, "--segments", str(unsegmented)],
+        "baseline_suffices": [shifted_bias_model(tmp_path), digit],
+        "baseline_suffices network": [shifted_bias_model(tmp_path), digit, "--method", "network"],
+    }
+
+
+@pytest.mark.parametrize("case", ["no_neurons", "no_neurons white", "non_finite", "no_units", "baseline_suffices", "baseline_suffices network"])
+def test_an_explanation_that_says_nothing_has_a_status_a_reason_and_exit_3(case, tmp_path, capsys):
+    status = case.split()[0]
+    arguments = _vacuous_cases(tmp_path)[case]
+    out = tmp_path / "out"
+    assert main(["explain", *arguments, "--out", str(out), "--ig-steps", "32"]) == 3
+    printed = capsys.readouterr()
+    assert f"result      no explanation ({status}): " in printed.out and printed.err == ""
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == status and report["verified"] is False and report["solutions"] == []
+    assert report["reason"].endswith(".") is False and len(report["reason"]) > 20  # one sentence, no full stop
+    assert report["kept_units"] == 0 and np.load(out / "mask.npy").size == 784
+    assert main(["explain", *arguments, "--json", "--ig-steps", "32"]) == 3
+    assert json.loads(capsys.readouterr().out)["status"] == status
+    if status == "baseline_suffices":
+        assert report["baseline_check"]["verified"] is True  # the evidence: the empty mask holds in float32
+
+
+def test_the_degenerate_case_is_detected_before_solving(tmp_path):
+    result = explain(shifted_bias_model(tmp_path), mnist_samples()[0][0], ig_steps=32)
+    assert result.vacuous.status == "baseline_suffices" and "solve" not in result.timings
+    assert result.verification.holds and not result.unit_mask.any() and not result.verified
+    # The check is exact: the same neurons with gamma close to 1 need pixels again.
+    assert explain(MNIST, mnist_samples()[0][0], ig_steps=32).vacuous is None
+
+
+def test_a_sentence_of_padding_has_no_units(capsys):
+    text = DATA.parent.parent / "examples" / "text"
+    assert main(["explain", str(text / "polarity_cnn.onnx"), "<pad> <pad>", "--vocab", str(text / "vocab.txt")]) == 3
+    assert "no explanation (no_units)" in capsys.readouterr().out
+
+
+def test_export_of_a_degenerate_problem_writes_nothing_and_exits_3(tmp_path, capsys):
+    digit = str(DATA.parent.parent / "examples" / "data" / "mnist_test_2.png")
+    target = tmp_path / "p.smt2"
+    assert main(["export", shifted_bias_model(tmp_path), digit, "--out", str(target), "--bound", "opt", "--ig-steps", "32"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("smug export: no explanation: nothing written: baseline_suffices") and err.count("\n") == 1
+    assert not target.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["shifted.onnx"]
+
+
+def test_a_nan_margin_is_bad_input(capsys):
+    digit = str(DATA.parent.parent / "examples" / "data" / "mnist_test_2.png")
+    assert main(["explain", str(MNIST), digit, "--method", "network", "--margin", "nan"]) == 2
+    assert "margin must be a finite number" in capsys.readouterr().err

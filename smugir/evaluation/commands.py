@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from pathlib import Path
 
 EVAL_FILES = ["records.csv", "summary.csv", "maps.png", "lsc.png"]
 TEXT_EVAL_FILES = ["records.csv", "summary.csv", "lsc.png"]
@@ -154,7 +155,7 @@ def _eval_text(args: argparse.Namespace) -> int:
     from smugir.evaluation.plots import lsc_boxplot
     from smugir.evaluation.report import print_table, summary_table, write_csv
     from smugir.evaluation.sentences import TEXT_METHODS, compare_sentences
-    from smugir.exporters.files import check_folder, prepare_folder
+    from smugir.exporters.files import check_folder, staged_folder
     from smugir.model import load_model
     from smugir.text import Vocabulary
 
@@ -177,13 +178,13 @@ def _eval_text(args: argparse.Namespace) -> int:
     extra = f", {len(skipped)} misclassified skipped" if skipped else ""
     print_table(summary_table(rows, f"{model.path.name}: {scored} sentences{extra} (LSC: lower is better; area = kept words)"))
     if args.out:
-        folder = prepare_folder(args.out, TEXT_EVAL_FILES, args.force)
-        written = [
-            write_csv(folder / "records.csv", [r.to_json() for r in records], args.force),
-            write_csv(folder / "summary.csv", [r.to_json() for r in rows], args.force),
-            lsc_boxplot(records, folder / "lsc.png", args.force),
-        ]
-        print(f"wrote {', '.join(str(p) for p in written)}")
+        with staged_folder(args.out, TEXT_EVAL_FILES, args.force) as folder:
+            written = [
+                write_csv(folder / "records.csv", [r.to_json() for r in records]),
+                write_csv(folder / "summary.csv", [r.to_json() for r in rows]),
+                lsc_boxplot(records, folder / "lsc.png"),
+            ]
+        print(f"wrote {', '.join(str(Path(args.out) / p.name) for p in written)}")
     return 0
 
 
@@ -204,16 +205,16 @@ def _truth(spec: str, count: int):
 def _write_eval(args: argparse.Namespace, result, rows) -> None:
     from smugir.evaluation.plots import lsc_boxplot, map_grid
     from smugir.evaluation.report import write_csv
-    from smugir.exporters.files import prepare_folder
+    from smugir.exporters.files import staged_folder
 
-    folder = prepare_folder(args.out, EVAL_FILES, args.force)
-    written = [
-        write_csv(folder / "records.csv", [r.to_json() for r in result.records], args.force),
-        write_csv(folder / "summary.csv", [r.to_json() for r in rows], args.force),
-        map_grid(result, folder / "maps.png", args.figure_inputs, args.force),
-        lsc_boxplot(result.records, folder / "lsc.png", args.force),
-    ]
-    print(f"wrote {', '.join(str(p) for p in written)}")
+    with staged_folder(args.out, EVAL_FILES, args.force) as folder:
+        written = [
+            write_csv(folder / "records.csv", [r.to_json() for r in result.records]),
+            write_csv(folder / "summary.csv", [r.to_json() for r in rows]),
+            map_grid(result, folder / "maps.png", args.figure_inputs),
+            lsc_boxplot(result.records, folder / "lsc.png"),
+        ]
+    print(f"wrote {', '.join(str(Path(args.out) / p.name) for p in written)}")
 
 
 def _sanity(args: argparse.Namespace) -> int:
@@ -249,11 +250,11 @@ def _sanity(args: argparse.Namespace) -> int:
 def _write_sanity(args: argparse.Namespace, result) -> None:
     from smugir.evaluation.plots import randomisation_curves
     from smugir.evaluation.report import write_csv
-    from smugir.exporters.files import prepare_folder
+    from smugir.exporters.files import staged_folder
 
-    folder = prepare_folder(args.out, SANITY_FILES, args.force)
-    written = [
-        write_csv(folder / "sanity.csv", [r.to_json() for r in result.records], args.force),
-        randomisation_curves(result.records, folder / "sanity.png", args.force),
-    ]
-    print(f"wrote {', '.join(str(p) for p in written)}")
+    with staged_folder(args.out, SANITY_FILES, args.force) as folder:
+        written = [
+            write_csv(folder / "sanity.csv", [r.to_json() for r in result.records]),
+            randomisation_curves(result.records, folder / "sanity.png"),
+        ]
+    print(f"wrote {', '.join(str(Path(args.out) / p.name) for p in written)}")
