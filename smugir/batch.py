@@ -297,7 +297,7 @@ def run_batch(
     with _locked(out) as lock:
         new = [name for name in (SETTINGS, MASKS, RESULTS) if not os.path.lexists(out / name)]
         try:
-            return _run_locked(out, settings, restart, model_path, items, options, workers, scheduler, progress)
+            return _run_locked(out, settings, restart, model_path, items, options, workers, scheduler, progress, on_result)
         except BaseException:
             results = out / RESULTS
             if not results.exists() or results.stat().st_size == 0:  # failed before its first result: leave nothing
@@ -325,7 +325,7 @@ def _check_out(out: Path) -> None:
         raise OutputError(f"{str(out / MASKS)!r} exists and is not a folder")
 
 
-def _run_locked(out: Path, settings, restart, model_path, items, options, workers, scheduler, progress) -> BatchReport:
+def _run_locked(out: Path, settings, restart, model_path, items, options, workers, scheduler, progress, on_result) -> BatchReport:
     """The run itself, holding OUT's lock, after checking OUT holds results of these settings only."""
     _claim(out, settings, restart)
     try:
