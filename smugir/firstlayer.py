@@ -306,8 +306,9 @@ class _Graph:
         if name in self.constants:
             return self.constants[name]
         raise UnsupportedModelError(
-            f"node {_node_label(node)!r} ({node.op_type}) takes its {role} from {name!r}, which is computed from the "
-            "data at run time; smugir needs it to be a constant (initializer, Constant node or a subgraph of constants)"
+            f"node {_node_label(node)!r} ({node.op_type}) takes its {role} from {name!r}, which is only known at run "
+            "time; smugir needs it to be a constant (initializer, Constant node or a subgraph of constants whose size "
+            "is known before it runs)"
         )
 
     def optional_constant(self, node: onnx.NodeProto, position: int, role: str) -> np.ndarray | None:
