@@ -70,7 +70,7 @@ def fold_constants(
     constants = sum(1 for n in proto.graph.node if n.op_type == "Constant" and n.output[0] in folder.removed_outputs)
     computed = len(folder.removed) - constants
     if computed and make_session is not None:
-        check_against_onnxruntime(proto, folded, data_input, make_session, folder.batch_dynamic)
+        check_against_onnxruntime(proto, folded, data_input, make_session, folder.batch_dynamic, max_bytes)
     return folded, FoldingReport(computed, constants, bool(computed and make_session))
 
 
@@ -269,7 +269,7 @@ def _static_shapes(proto: onnx.ModelProto, data_input: str, batch: int | None) -
 
 
 def check_against_onnxruntime(original: onnx.ModelProto, folded: onnx.ModelProto, data_input: str,
-                              make_session: SessionFactory, batch_dynamic: bool) -> None:
+                              make_session: SessionFactory, batch_dynamic: bool, max_bytes: int = MAX_FOLDED_BYTES) -> None:
     """The folded model must give the original's outputs (float32 precision) on a random input."""
     value = next(v for v in original.graph.input if v.name == data_input)
     tensor_type = value.type.tensor_type
@@ -277,6 +277,12 @@ def check_against_onnxruntime(original: onnx.ModelProto, folded: onnx.ModelProto
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim]
     if any(d is None for d in dims[1:]):
         return  # the reader refuses such inputs with its own message
+    needed = 2 * int(np.prod(dims[1:], dtype=object)) * max(4, np.dtype(dtype).itemsize)
+    if needed > max_bytes:
+        raise ConstantFoldingError(
+            f"the data input {data_input!r} of shape {dims} needs {_bytes(needed)} to check the folded model against "
+            f"onnxruntime; the limit is {_bytes(max_bytes)}"
+        )
     rng = np.random.default_rng(0)
     sessions = make_session(original), make_session(folded)
     for batch in (1, 2) if batch_dynamic else (dims[0] if dims else None,):

@@ -172,3 +172,9 @@ def test_a_declared_dynamic_batch_fixed_inside_the_graph_still_loads(tmp_path, c
     assert model.batch_dynamic and model.folding.checked
     assert first_layer(model).n_inputs == 18
     assert capfd.readouterr().err == ""  # onnxruntime's own log line of the failed batch-2 run is silenced
+
+
+def test_a_huge_declared_input_is_refused_before_the_onnxruntime_check_allocates_it(tmp_path, capsys):
+    b = GraphBuilder(np.random.default_rng(0))
+    t = b.node("Add", ["x", b.node("Mul", [b.const(np.float32(2.0)), b.const(np.float32(3.0))])])
+    _refused(capsys, _model(b, t, tmp_path, input_shape=(1, 2, 100000, 100000)), "'x' of shape [1, 2, 100000, 100000]", "the limit is")
