@@ -4,12 +4,16 @@ The walk from the data input to the first linear operator tracks, for every elem
 tensor, which raw input element it comes from and the affine map applied to it (`InputAffine`).
 Layout ops (Reshape, Transpose, ...) move those arrays around with numpy; elementwise ops with
 constants update the scale and shift. The linear op then sees z = scale * x[index] + shift, which
-is folded into the layer exactly (in float64). Convolutions stay structured (kernel + geometry), so
-a 224x224x3 input under a 7x7/2 conv with 64 filters costs a few MB, not a dense matrix.
+is folded into the layer exactly (in float64). A constant-mode Pad adds elements that read no input
+(their value is carried in the shift); a zero border in front of a Conv becomes the conv's padding.
+Per-channel ops after the linear op (BatchNormalization, a bias) fold into its weight and bias, and
+the activation that follows is read by a table of rules. Convolutions stay structured (kernel +
+geometry), so a 224x224x3 input under a 7x7/2 conv with 64 filters costs a few MB, not a dense matrix.
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -352,8 +356,9 @@ class _Graph:
         if name in self.constants:
             return self.constants[name]
         raise UnsupportedModelError(
-            f"node {_node_label(node)!r} ({node.op_type}) takes its {role} from {name!r}, which is computed from the "
-            "data at run time; smugir needs it to be a constant (initializer, Constant node or a subgraph of constants)"
+            f"node {_node_label(node)!r} ({node.op_type}) takes its {role} from {name!r}, which is only known at run "
+            "time; smugir needs it to be a constant (initializer, Constant node or a subgraph of constants whose size "
+            "is known before it runs)"
         )
 
     def optional_constant(self, node: onnx.NodeProto, position: int, role: str) -> np.ndarray | None:
@@ -579,11 +584,16 @@ def _short(constant: np.ndarray) -> str:
     return f"<constant of shape {list(values.shape)}>"
 
 
+_PER_SAMPLE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Model -> its graph folded at batch 1
+
+
 def _per_sample_proto(model: Model) -> onnx.ModelProto:
     """The graph with batch 1: a dynamic batch may leave shape arithmetic (x.size(0)) that folds at batch 1."""
-    if model.batch_dynamic and any(n.op_type in SHAPE_OPS for n in model.proto.graph.node):
-        return fold_constants(with_batch_of_one(model.proto), model.input_name, make_session)[0]
-    return model.proto
+    if not (model.batch_dynamic and any(n.op_type in SHAPE_OPS for n in model.proto.graph.node)):
+        return model.proto
+    if model not in _PER_SAMPLE:
+        _PER_SAMPLE[model] = fold_constants(with_batch_of_one(model.proto), model.input_name, make_session)[0]
+    return _PER_SAMPLE[model]
 
 
 def first_layer(model: Model) -> FirstLayer:

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import onnx.defs
 import onnx.shape_inference
+import onnxruntime as ort
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -69,7 +70,7 @@ def fold_constants(
     constants = sum(1 for n in proto.graph.node if n.op_type == "Constant" and n.output[0] in folder.removed_outputs)
     computed = len(folder.removed) - constants
     if computed and make_session is not None:
-        check_against_onnxruntime(proto, folded, data_input, make_session, folder.batch_dynamic)
+        check_against_onnxruntime(proto, folded, data_input, make_session, folder.batch_dynamic, max_bytes)
     return folded, FoldingReport(computed, constants, bool(computed and make_session))
 
 
@@ -157,7 +158,8 @@ class _Folder:
         results: list[list[np.ndarray]] = [[] for _ in node.output]
         for world in worlds:
             feeds = {name: self.value_of(name, world) for name in node.input if name}
-            self._check_size(node, feeds)
+            if not self._sized(node, feeds):
+                return None
             outputs = self._reference_run(node, feeds)
             for k, out in enumerate(outputs):
                 results[k].append(np.asarray(out))
@@ -170,8 +172,12 @@ class _Folder:
         end = _attribute_value(node, "end", None)
         return np.array(shape[start:end], dtype=np.int64)
 
-    def _check_size(self, node: onnx.NodeProto, feeds: dict[str, np.ndarray]) -> None:
-        """Refuse a node whose outputs would not fit the budget, before it allocates them."""
+    def _sized(self, node: onnx.NodeProto, feeds: dict[str, np.ndarray]) -> bool:
+        """Whether shape inference knows the size of every output; refuse outputs beyond the budget.
+
+        A node whose output size is not known before it runs (NonZero, a sequence) is left to
+        onnxruntime, like any other node of the graph: it is not evaluated here.
+        """
         types = {name: helper.make_tensor_type_proto(helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for name, v in feeds.items()}
         data = {name: numpy_helper.from_array(v, name) for name, v in feeds.items() if v.size <= SMALL_INPUT_ELEMENTS}
         try:
@@ -181,23 +187,21 @@ class _Folder:
             )
         except (onnx.shape_inference.InferenceError, onnx.defs.SchemaError, RuntimeError) as exc:
             raise ConstantFoldingError(f"node {_label(node)!r} ({node.op_type}) on constant inputs is invalid: {_first_line(exc)}") from None
-        for name, value_type in inferred.items():
-            tensor = value_type.tensor_type
-            dims = tensor.shape.dim
-            if not tensor.HasField("shape") or not all(d.HasField("dim_value") for d in dims):
-                raise ConstantFoldingError(
-                    f"node {_label(node)!r} ({node.op_type}) computes {name!r} from constants, but its size cannot be "
-                    "known before evaluating it; smugir refuses to evaluate a tensor of unknown size"
-                )
-            elements = int(np.prod([d.dim_value for d in dims], dtype=object))
+        needed = 0
+        for name in filter(None, node.output):
+            value_type = inferred.get(name)
+            tensor = value_type.tensor_type if value_type is not None and value_type.HasField("tensor_type") else None
+            if tensor is None or not tensor.HasField("shape") or not all(d.HasField("dim_value") for d in tensor.shape.dim):
+                return False
+            shape = [d.dim_value for d in tensor.shape.dim]
             itemsize = helper.tensor_dtype_to_np_dtype(tensor.elem_type).itemsize if tensor.elem_type else 8
-            needed = elements * itemsize
+            needed += int(np.prod(shape, dtype=object)) * itemsize
             if self.used_bytes + needed > self.max_bytes:
-                shape = [d.dim_value for d in dims]
                 raise ConstantFoldingError(
                     f"node {_label(node)!r} ({node.op_type}) would compute the constant {name!r} of shape {shape} "
                     f"({_bytes(needed)}); folded constants may take at most {_bytes(self.max_bytes)}"
                 )
+        return True
 
     def _reference_run(self, node: onnx.NodeProto, feeds: dict[str, np.ndarray]) -> list:
         """Run one node on the reference evaluator; nodes that differ only in tensor names share one."""
@@ -265,7 +269,7 @@ def _static_shapes(proto: onnx.ModelProto, data_input: str, batch: int | None) -
 
 
 def check_against_onnxruntime(original: onnx.ModelProto, folded: onnx.ModelProto, data_input: str,
-                              make_session: SessionFactory, batch_dynamic: bool) -> None:
+                              make_session: SessionFactory, batch_dynamic: bool, max_bytes: int = MAX_FOLDED_BYTES) -> None:
     """The folded model must give the original's outputs (float32 precision) on a random input."""
     value = next(v for v in original.graph.input if v.name == data_input)
     tensor_type = value.type.tensor_type
@@ -273,12 +277,24 @@ def check_against_onnxruntime(original: onnx.ModelProto, folded: onnx.ModelProto
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tensor_type.shape.dim]
     if any(d is None for d in dims[1:]):
         return  # the reader refuses such inputs with its own message
+    needed = 2 * int(np.prod(dims[1:], dtype=object)) * max(4, np.dtype(dtype).itemsize)
+    if needed > max_bytes:
+        raise ConstantFoldingError(
+            f"the data input {data_input!r} of shape {dims} needs {_bytes(needed)} to check the folded model against "
+            f"onnxruntime; the limit is {_bytes(max_bytes)}"
+        )
     rng = np.random.default_rng(0)
+    sessions = make_session(original), make_session(folded)
     for batch in (1, 2) if batch_dynamic else (dims[0] if dims else None,):
         shape = tuple([batch, *dims[1:]]) if dims else ()
         x = rng.normal(size=shape).astype(dtype) if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype)
-        want = _run(make_session(original), {data_input: x}, "the original model")
-        got = _run(make_session(folded), {data_input: x}, "the model with its constant subgraphs folded")
+        try:
+            want = _run(sessions[0], {data_input: x}, "the original model")
+        except UnsupportedModelError:
+            if batch == 1 or not batch_dynamic:
+                raise
+            continue  # declared dynamic but fixed inside (a Reshape to [1, -1]): batch 1 is what is used
+        got = _run(sessions[1], {data_input: x}, "the model with its constant subgraphs folded")
         for name, a, b in zip((o.name for o in original.graph.output), want, got):
             a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
             scale = max(1.0, float(np.nanmax(np.abs(a)))) if a.size and not np.all(np.isnan(a)) else 1.0
@@ -291,8 +307,10 @@ def check_against_onnxruntime(original: onnx.ModelProto, folded: onnx.ModelProto
 
 
 def _run(session, feed: dict, what: str) -> list:
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # the failure becomes our one-line error, not also an onnxruntime log line
     try:
-        return session.run(None, feed)
+        return session.run(None, feed, options)
     except Exception as exc:  # onnxruntime raises its own pybind classes
         raise UnsupportedModelError(f"onnxruntime cannot run {what}: {_first_line(exc)}") from None
 

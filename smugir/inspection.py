@@ -42,6 +42,8 @@ def format_summary(summary: dict) -> str:
     for op, group in groupby(summary["ops"]):
         count = len(list(group))
         ops.append(op if count == 1 else f"{op} x{count}")
+    if len(ops) > 16:  # a real network: its start and end say enough (--json lists every op)
+        ops = [*ops[:9], f"... {len(ops) - 12} more ...", *ops[-3:]]
     layer = summary["first_layer"]
     lines = [
         f"model       {summary['model']}  (sha256 {summary['sha256'][:16]}..., opset {summary['opset']})",

@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from smugir.attribution import provider_for
 from smugir.cli import main
+from smugir.errors import UnsupportedModelError
 from smugir.firstlayer import first_layer
 from smugir.folding import ConstantFoldingError, check_against_onnxruntime, fold_constants
 from smugir.model import load_model, make_session
@@ -145,14 +146,35 @@ def test_dynamic_batch_keeps_the_batch_dependent_shape_arithmetic(tmp_path):
     assert provider.name == "gradient-graph" and provider.batched
 
 
-def test_a_constant_of_unknown_size_is_refused(tmp_path, capsys):
+def test_a_constant_of_unknown_size_is_left_to_onnxruntime(tmp_path):
+    """NonZero's output size is known only after it runs: it is not evaluated at load time, and the
+    reader then names the operand it needed as computed at run time."""
     b = GraphBuilder(np.random.default_rng(0))
     nonzero = b.node("NonZero", [b.const(np.ones((2, 2), np.float32))])
-    t = b.node("Add", ["x", b.node("Cast", [b.node("ReduceMin", [nonzero], keepdims=0)], to=TensorProto.FLOAT)])
-    _refused(capsys, _model(b, t, tmp_path), "NonZero", "cannot be known before evaluating")
+    offset = b.node("Cast", [b.node("ReduceMin", [nonzero], keepdims=0)], to=TensorProto.FLOAT)
+    model = load_model(_model(b, b.node("Add", ["x", offset]), tmp_path))
+    assert {"NonZero", "ReduceMin", "Cast"} <= {n.op_type for n in model.proto.graph.node}
+    with pytest.raises(UnsupportedModelError, match="pads|offset|second operand.*only known at run time"):
+        first_layer(model)
 
 
 def test_unfoldable_models_load_unchanged(tmp_path):
     b = GraphBuilder(np.random.default_rng(0))
     model = load_model(_model(b, b.node("Identity", ["x"]), tmp_path))
     assert model.folding.folded_nodes == 0 and not model.folding.checked
+
+
+def test_a_declared_dynamic_batch_fixed_inside_the_graph_still_loads(tmp_path, capfd):
+    """EfficientNet-style: input [N, ...] but a Reshape to [1, -1]; the batch-2 check is skipped, batch 1 checked."""
+    b = GraphBuilder(np.random.default_rng(0))
+    t = b.node("Reshape", ["x", b.node("Concat", [_int64(b, [1]), _int64(b, [-1])], axis=0)])
+    model = load_model(_model(b, t, tmp_path, input_shape=("N", 2, 3, 3), conv=False))
+    assert model.batch_dynamic and model.folding.checked
+    assert first_layer(model).n_inputs == 18
+    assert capfd.readouterr().err == ""  # onnxruntime's own log line of the failed batch-2 run is silenced
+
+
+def test_a_huge_declared_input_is_refused_before_the_onnxruntime_check_allocates_it(tmp_path, capsys):
+    b = GraphBuilder(np.random.default_rng(0))
+    t = b.node("Add", ["x", b.node("Mul", [b.const(np.float32(2.0)), b.const(np.float32(3.0))])])
+    _refused(capsys, _model(b, t, tmp_path, input_shape=(1, 2, 100000, 100000)), "'x' of shape [1, 2, 100000, 100000]", "the limit is")
