@@ -40,7 +40,9 @@ class Verification:
     inverse_masked: Run
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """Shallow: the lists already hold Python floats (asdict's deep copy of 3000-neuron lists took 0.2-0.5 s)."""
+        runs = {name: asdict(getattr(self, name)) for name in ("original", "masked", "inverse_masked")}
+        return {**vars(self), **runs}
 
 
 def probabilities(model: Model, scores: np.ndarray) -> np.ndarray:
