@@ -1,7 +1,8 @@
 """A good mask before the exact search, and the units a proof of "nothing better" may fix.
 
-`incumbent` rounds the LP relaxation greedily (units by LP value), then improves the mask by local
-search: drop a unit, or swap two kept units for one. Every mask it returns passed the exact
+`incumbent` builds two greedy masks (from nothing and from the rounded LP relaxation, adding the
+unit that most reduces the violation), keeps the better after drop moves, then improves it by
+local search: drop a unit, or swap two kept units for one. Every mask it returns passed the exact
 float64 check (`MaskProblem.is_satisfied`).
 
 `reduced_cost_fixing` is the textbook argument, made safe for floats: for any duals y >= 0 and
@@ -63,24 +64,29 @@ def incumbent(problem: MaskProblem, lp: Relaxation | None, seconds: float = 1.0)
     helpful = np.asarray(positive.sum(axis=0)).reshape(-1)
     order = np.lexsort((-helpful / np.maximum(problem.weights, 1e-12), -values))
     small = matrix.shape[0] * matrix.shape[1] <= SWAP_LIMIT
-    mask = _greedy(problem, matrix.toarray(), values) if small else None
+    mask = None
+    if small:  # greedy from nothing and from the rounded LP; the better one after drop moves
+        dense = matrix.toarray()
+        tries = [_greedy(problem, dense, values, start) for start in (None, values > 0.5)]
+        tries = [_drop(problem, m, order[::-1]) for m in tries if m is not None]
+        mask = min(tries, key=problem.objective) if tries else None
     if mask is None:
         mask = _shortest_prefix(problem, order)
-    if mask is None:
-        return None
-    mask = _drop(problem, mask, order[::-1])
+        if mask is None:
+            return None
+        mask = _drop(problem, mask, order[::-1])
     if small:
         mask = _swap(problem, matrix.toarray(), mask, deadline)
     return mask
 
 
-def _greedy(problem: MaskProblem, dense: np.ndarray, values: np.ndarray) -> np.ndarray | None:
-    """Add the unit that most reduces the total violation per unit of weight (LP value breaks ties)
-    until the exact check holds; None if no unit reduces it any more."""
+def _greedy(problem: MaskProblem, dense: np.ndarray, values: np.ndarray, start: np.ndarray | None = None) -> np.ndarray | None:
+    """From `start` (default: no unit), add the unit that most reduces the total violation per unit
+    of weight (LP value breaks ties) until the exact check holds; None if no unit helps any more."""
     scale = np.maximum(np.abs(dense).max(axis=1, initial=0.0), np.abs(problem.bounds)) + 1e-300
     rows, bounds = dense / scale[:, None], problem.bounds / scale
-    mask = np.zeros(problem.n_units, dtype=bool)
-    activity = np.zeros(problem.n_constraints)
+    mask = np.zeros(problem.n_units, dtype=bool) if start is None else start.copy()
+    activity = rows @ mask
     while not problem.is_satisfied(mask):
         violation = np.maximum(bounds + 1e-9 - activity, 0.0).sum()
         after = np.maximum(bounds[:, None] + 1e-9 - activity[:, None] - rows, 0.0).sum(axis=0)

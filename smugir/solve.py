@@ -38,6 +38,7 @@ DEFAULT_SOLVER = "portfolio"
 DEFAULT_TIMEOUT = 60.0  # seconds; None (CLI: --timeout 0 or none) for no limit
 PORTFOLIO = ("highs", "cpsat")
 HEAD_START = 0.5  # seconds HiGHS runs alone in the portfolio: most problems are proven before CP-SAT's process starts
+LATE = 0.5  # seconds past the time limit after which the portfolio stops its members
 INCUMBENT_SECONDS = 0.25  # local search budget before the exact search
 
 
@@ -235,11 +236,12 @@ def _portfolio(problem: Problem, timeout: float | None, solutions: int, on_progr
     threads = [threading.Thread(target=run, args=(name,), name=f"smugir-{name}", daemon=True) for name in members]
     for thread in threads:
         thread.start()
+    deadline = None if timeout is None else time.monotonic() + timeout + LATE
     try:
         for _ in threads:
-            finished.acquire()
-            if stop_all.is_set():
-                break
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not finished.acquire(timeout=left) or stop_all.is_set():
+                break  # out of time (members still running are stopped below), or a proof
     finally:
         stop_all.set()
         for thread in threads:
