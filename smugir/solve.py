@@ -253,7 +253,7 @@ def _portfolio(problem: Problem, timeout: float | None, solutions: int, on_progr
     if proofs:
         winner = min(proofs, key=lambda r: sum(s.seconds for s in r))
     else:
-        winner = min(answers.values(), key=lambda r: (r[0].objective is None, r[0].objective or 0.0))
+        winner = min(answers.values(), key=lambda r: (-sum(s.mask is not None for s in r), r[0].objective is None, r[0].objective or 0.0))
         bounds = [r[0].bound for r in answers.values() if r[0].bound is not None]
         first = winner[0]
         if bounds and first.mask is not None:
