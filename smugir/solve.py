@@ -453,7 +453,7 @@ def _strengthened(problem: MaskProblem, name: str, timeout: float | None, on_pro
     reduced = pre.problem
     if reduced.n_units == 0 or reduced.n_constraints == 0:
         return finished("optimal", pre.expand(np.zeros(reduced.n_units, dtype=bool)), None, "smugir presolve")
-    lp = relaxation(reduced)
+    lp = relaxation(reduced, None if deadline is None else 0.3 * (deadline - time.monotonic()))
     start = incumbent(reduced, lp, seconds=INCUMBENT_SECONDS if timeout is None else min(INCUMBENT_SECONDS, 0.05 * timeout)) if lp is not None else None
     search, offset, fix_one, keep = reduced, pre.fixed_weight, np.zeros(reduced.n_units, dtype=bool), np.arange(reduced.n_units)
     if lp is not None:
