@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_attribution.py
 	$(PY) benchmarks/bench_batch.py
 	$(PY) benchmarks/bench_evaluation.py
+	$(PY) benchmarks/bench_hard.py --models mnist-net_256x4 --top-k 32 --checkpoints 1,10
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -32,7 +32,7 @@ from smugir.errors import SolverError
 from smugir.problem import MaskProblem
 
 SCALE_BITS = 30  # the largest number of a row becomes about 2^30; sums of 10^5 of them fit int64
-GRACE = 2.0  # seconds past its time limit before a CP-SAT process that does not answer is killed
+GRACE = 1.0  # seconds past its time limit (+0.5 s) before a CP-SAT process that does not answer is killed
 
 
 def version() -> str:
@@ -93,7 +93,7 @@ def solve_cpsat(
     process = subprocess.Popen([sys.executable, "-m", "smugir.encoders.cpsat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     lines: queue.Queue = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] and None, daemon=True)
-    limit = None if timeout is None else clock + timeout + GRACE
+    limit = None if timeout is None else clock + timeout + 0.5
     answer = None
     try:
         process.stdin.write(len(payload).to_bytes(8, "little") + payload)

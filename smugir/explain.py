@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 
@@ -69,7 +69,7 @@ class Found:
             "verified": self.verified,
             "verification": self.verification.to_json() if self.verification else None,
             "network_margin": self.network_margin,
-            "solve_details": _jsonable(self.solve_details),
+            "solve_details": dict(self.solve_details),
         }
 
 
@@ -498,17 +498,6 @@ def _check(setup: Setup, solution: Solution) -> Found:
         setup.settings.get("formulation", DEFAULT_FORMULATION),
     )
     return Found(unit_mask, solution.status, solution.objective, solution.bound, verification, solve_details=dict(solution.details))
-
-
-def _jsonable(value: Any) -> Any:
-    """Solver details as plain JSON values (numpy scalars become Python numbers)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def check_options(top_k: int, gamma: float, method: str, rank: str, margin: float = 0.0) -> None:

@@ -1,7 +1,8 @@
 """A good mask before the exact search, and the units a proof of "nothing better" may fix.
 
-`incumbent` rounds the LP relaxation greedily (units by LP value), then improves the mask by local
-search: drop a unit, or swap two kept units for one. Every mask it returns passed the exact
+`incumbent` builds two greedy masks (from nothing and from the rounded LP relaxation, adding the
+unit that most reduces the violation), keeps the better after drop moves, then improves it by
+local search: drop a unit, or swap two kept units for one. Every mask it returns passed the exact
 float64 check (`MaskProblem.is_satisfied`).
 
 `reduced_cost_fixing` is the textbook argument, made safe for floats: for any duals y >= 0 and
@@ -36,13 +37,15 @@ class Relaxation:
     margin: float  # rounding error bound on each of L and d_u
 
 
-def relaxation(problem: MaskProblem) -> Relaxation | None:
-    """The LP relaxation (A m >= b, 0 <= m <= 1) by HiGHS through scipy; None if it has no optimum."""
+def relaxation(problem: MaskProblem, seconds: float | None = None) -> Relaxation | None:
+    """The LP relaxation (A m >= b, 0 <= m <= 1) by HiGHS through scipy, within `seconds`; None if
+    it has no optimum (or none in time)."""
     matrix = scipy.sparse.csr_array(problem.coefficients, dtype=np.float64)
     if problem.n_constraints == 0:
         zeros = np.zeros(problem.n_units)
         return Relaxation(zeros, np.zeros(0), 0.0, problem.weights.copy(), 0.0)
-    result = scipy.optimize.linprog(problem.weights, A_ub=-matrix, b_ub=-problem.bounds, bounds=(0, 1), method="highs")
+    options = {} if seconds is None else {"time_limit": max(float(seconds), 0.01)}
+    result = scipy.optimize.linprog(problem.weights, A_ub=-matrix, b_ub=-problem.bounds, bounds=(0, 1), method="highs", options=options)
     if result.status != 0:
         return None
     duals = np.maximum(-np.asarray(result.ineqlin.marginals, dtype=np.float64), 0.0)
@@ -63,25 +66,34 @@ def incumbent(problem: MaskProblem, lp: Relaxation | None, seconds: float = 1.0)
     helpful = np.asarray(positive.sum(axis=0)).reshape(-1)
     order = np.lexsort((-helpful / np.maximum(problem.weights, 1e-12), -values))
     small = matrix.shape[0] * matrix.shape[1] <= SWAP_LIMIT
-    mask = _greedy(problem, matrix.toarray(), values) if small else None
+    mask = None
+    if small:  # greedy from nothing and from the rounded LP; the better one after drop moves
+        dense = matrix.toarray()
+        tries = [_greedy(problem, dense, values, start, deadline) for start in (None, values > 0.5)]
+        tries = [_drop(problem, m, order[::-1], deadline) for m in tries if m is not None]
+        mask = min(tries, key=problem.objective) if tries else None
     if mask is None:
         mask = _shortest_prefix(problem, order)
-    if mask is None:
-        return None
-    mask = _drop(problem, mask, order[::-1])
+        if mask is None:
+            return None
+        mask = _drop(problem, mask, order[::-1], deadline)
     if small:
         mask = _swap(problem, matrix.toarray(), mask, deadline)
     return mask
 
 
-def _greedy(problem: MaskProblem, dense: np.ndarray, values: np.ndarray) -> np.ndarray | None:
-    """Add the unit that most reduces the total violation per unit of weight (LP value breaks ties)
-    until the exact check holds; None if no unit reduces it any more."""
+def _greedy(problem: MaskProblem, dense: np.ndarray, values: np.ndarray, start: np.ndarray | None = None,
+            deadline: float | None = None) -> np.ndarray | None:
+    """From `start` (default: no unit), add the unit that most reduces the total violation per unit
+    of weight (LP value breaks ties) until the exact check holds; None if no unit helps any more
+    (or time is up)."""
     scale = np.maximum(np.abs(dense).max(axis=1, initial=0.0), np.abs(problem.bounds)) + 1e-300
     rows, bounds = dense / scale[:, None], problem.bounds / scale
-    mask = np.zeros(problem.n_units, dtype=bool)
-    activity = np.zeros(problem.n_constraints)
+    mask = np.zeros(problem.n_units, dtype=bool) if start is None else start.copy()
+    activity = rows @ mask
     while not problem.is_satisfied(mask):
+        if deadline is not None and time.monotonic() > deadline:
+            return None
         violation = np.maximum(bounds + 1e-9 - activity, 0.0).sum()
         after = np.maximum(bounds[:, None] + 1e-9 - activity[:, None] - rows, 0.0).sum(axis=0)
         gain = np.where(mask, -np.inf, (violation - after) / np.maximum(problem.weights, 1e-9) + 1e-6 * values)
@@ -116,10 +128,12 @@ def _shortest_prefix(problem: MaskProblem, order: np.ndarray) -> np.ndarray | No
     return prefix(high)
 
 
-def _drop(problem: MaskProblem, mask: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Drop kept units one at a time (in `order`) while the exact check holds."""
+def _drop(problem: MaskProblem, mask: np.ndarray, order: np.ndarray, deadline: float | None = None) -> np.ndarray:
+    """Drop kept units one at a time (in `order`) while the exact check holds (until `deadline`)."""
     mask = mask.copy()
     for unit in order:
+        if deadline is not None and time.monotonic() > deadline:
+            break
         if mask[unit]:
             mask[unit] = False
             if not problem.is_satisfied(mask):
@@ -149,7 +163,7 @@ def _swap(problem: MaskProblem, dense: np.ndarray, mask: np.ndarray, deadline: f
                     trial[[u, v]] = False
                     trial[t] = True
                     if problem.is_satisfied(trial):
-                        mask = _drop(problem, trial, np.flatnonzero(trial))
+                        mask = _drop(problem, trial, np.flatnonzero(trial), deadline)
                         improved = True
                         break
                 if improved:

@@ -38,6 +38,7 @@ DEFAULT_SOLVER = "portfolio"
 DEFAULT_TIMEOUT = 60.0  # seconds; None (CLI: --timeout 0 or none) for no limit
 PORTFOLIO = ("highs", "cpsat")
 HEAD_START = 0.5  # seconds HiGHS runs alone in the portfolio: most problems are proven before CP-SAT's process starts
+LATE = 0.5  # seconds past the time limit after which the portfolio stops its members
 INCUMBENT_SECONDS = 0.25  # local search budget before the exact search
 
 
@@ -235,11 +236,12 @@ def _portfolio(problem: Problem, timeout: float | None, solutions: int, on_progr
     threads = [threading.Thread(target=run, args=(name,), name=f"smugir-{name}", daemon=True) for name in members]
     for thread in threads:
         thread.start()
+    deadline = None if timeout is None else time.monotonic() + timeout + LATE
     try:
         for _ in threads:
-            finished.acquire()
-            if stop_all.is_set():
-                break
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if not finished.acquire(timeout=left) or stop_all.is_set():
+                break  # out of time (members still running are stopped below), or a proof
     finally:
         stop_all.set()
         for thread in threads:
@@ -251,7 +253,7 @@ def _portfolio(problem: Problem, timeout: float | None, solutions: int, on_progr
     if proofs:
         winner = min(proofs, key=lambda r: sum(s.seconds for s in r))
     else:
-        winner = min(answers.values(), key=lambda r: (r[0].objective is None, r[0].objective or 0.0))
+        winner = min(answers.values(), key=lambda r: (-sum(s.mask is not None for s in r), r[0].objective is None, r[0].objective or 0.0))
         bounds = [r[0].bound for r in answers.values() if r[0].bound is not None]
         first = winner[0]
         if bounds and first.mask is not None:
@@ -451,7 +453,7 @@ def _strengthened(problem: MaskProblem, name: str, timeout: float | None, on_pro
     reduced = pre.problem
     if reduced.n_units == 0 or reduced.n_constraints == 0:
         return finished("optimal", pre.expand(np.zeros(reduced.n_units, dtype=bool)), None, "smugir presolve")
-    lp = relaxation(reduced)
+    lp = relaxation(reduced, None if deadline is None else 0.3 * (deadline - time.monotonic()))
     start = incumbent(reduced, lp, seconds=INCUMBENT_SECONDS if timeout is None else min(INCUMBENT_SECONDS, 0.05 * timeout)) if lp is not None else None
     search, offset, fix_one, keep = reduced, pre.fixed_weight, np.zeros(reduced.n_units, dtype=bool), np.arange(reduced.n_units)
     if lp is not None:
