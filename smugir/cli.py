@@ -328,7 +328,7 @@ def _batch(args: argparse.Namespace) -> int:
     check_options(options)  # before any input is read
     model = load_model(args.model)
     items = _dataset_items(args, model)
-    source = {"dataset": str(args.dataset), "scale": args.scale, "mean": list(args.mean), "std": list(args.std)}
+    source = {"dataset": os.path.abspath(args.dataset), "scale": args.scale, "mean": list(args.mean), "std": list(args.std)}
     with _progress_bar() as (start, on_result):
         report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start,
                            on_result=on_result, source=source, restart=args.restart)
