@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from smugir.archives import ArrayHeader, npz_headers, read_npz
-from smugir.budget import elements
+from smugir.budget import elements, require
 from smugir.errors import InputError
 from smugir.inputs import IMAGE_SUFFIXES, check_input, image_to_input
 from smugir.safefiles import read_text_file
@@ -124,6 +124,7 @@ def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> lis
         return np.issubdtype(header.dtype, np.number) and header.ndim >= 1 and elements(header.shape[1:]) == size
 
     key, images, labels = archive_entry(path, key, fits)
+    require(f"the {len(images)} inputs of {str(path)!r} as float32", 4 * len(images) * size)
     return [
         _item(id, lambda i=i: check_input(images[i], input_shape, f"{path.name}:{key}[{i}]"), None if labels is None else int(labels[i]))
         for i, id in enumerate(index_ids(len(images)))
