@@ -60,6 +60,8 @@ def read_header(stream: BinaryIO, what: str) -> ArrayHeader:
         raise InputError(f"{what} is not a valid .npy array ({printable(exc) or type(exc).__name__})") from None
     if dtype.hasobject:
         raise InputError(f"{what} holds Python objects (dtype {dtype}); refused, reading them would mean unpickling")
+    if elements(d for d in shape if d) * max(dtype.itemsize, 1) >= 1 << 63:  # numpy cannot even describe it
+        raise InputError(f"{what} declares the impossible shape {list(shape)}")
     return ArrayHeader(tuple(int(d) for d in shape), dtype, bool(fortran_order))
 
 

@@ -449,7 +449,7 @@ def _check_options(args: argparse.Namespace) -> None:
     from smugir.errors import InputError
 
     for option, value in vars(args).items():
-        if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INTEGER <= value <= MAX_INTEGER:
+        if option != "max_memory" and isinstance(value, int) and not isinstance(value, bool) and not -MAX_INTEGER <= value <= MAX_INTEGER:
             raise InputError(f"--{option.replace('_', '-')} {value} is out of range (at most {MAX_INTEGER})")
     for option in ("scale", "mean", "std"):
         values = getattr(args, option, None)

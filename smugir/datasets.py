@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from smugir.archives import ArrayHeader, npz_headers, read_npz
-from smugir.budget import elements
+from smugir.budget import elements, require
 from smugir.errors import InputError
 from smugir.inputs import IMAGE_SUFFIXES, check_input, image_to_input
 from smugir.safefiles import read_text_file
@@ -100,10 +100,12 @@ def select(items: list[Item], text_model: bool, spec: str | os.PathLike, limit: 
     return items[:limit]
 
 
-def archive_entry(path: Path, key: str | None, fits: Callable[[ArrayHeader], bool], what: str = "inputs") -> tuple[str, np.ndarray, np.ndarray | None]:
+def archive_entry(path: Path, key: str | None, fits: Callable[[ArrayHeader], bool], what: str = "inputs",
+                  copy_bytes: int = 0) -> tuple[str, np.ndarray, np.ndarray | None]:
     """(key, array, labels) of an .npz: the array named `key`, or else the only one whose header
     `fits`; the integer `labels` array when there is one, checked against the array's length.
-    Headers are read first, so only these two arrays are ever inflated, within the memory budget."""
+    Headers are read first, so only these two arrays are ever inflated, within the memory budget
+    (with `copy_bytes` more per entry for what the caller makes of each)."""
     if not path.exists():
         raise InputError(f"archive {str(path)!r} does not exist")
     headers = npz_headers(path)
@@ -117,6 +119,9 @@ def archive_entry(path: Path, key: str | None, fits: Callable[[ArrayHeader], boo
         key = candidates[0]
     if key not in headers:
         raise InputError(f"archive {str(path)!r} has no array {key!r}; it has: {', '.join(headers)}")
+    header = headers[key]
+    if header.ndim >= 1:
+        require(f"the {header.shape[0]} {what} of {str(path)!r} (the array and its copies)", header.nbytes + copy_bytes * header.shape[0])
     array = read_npz(path, key)
     if array.ndim < 1:
         raise InputError(f"archive {str(path)!r}: {key!r} is a scalar, not an array of {what}")
@@ -138,7 +143,7 @@ def _npz_items(path: Path, key: str | None, input_shape: tuple[int, ...]) -> lis
     def fits(header: ArrayHeader) -> bool:
         return np.issubdtype(header.dtype, np.number) and header.ndim >= 1 and elements(header.shape[1:]) == size
 
-    key, images, labels = archive_entry(path, key, fits)
+    key, images, labels = archive_entry(path, key, fits, copy_bytes=4 * size)  # each input becomes float32
     return [
         _item(id, lambda i=i: check_input(images[i], input_shape, f"{path.name}:{key}[{i}]"), None if labels is None else int(labels[i]))
         for i, id in enumerate(index_ids(len(images)))

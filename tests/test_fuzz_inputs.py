@@ -174,6 +174,7 @@ def _npy_bytes(shape, dtype, data_bytes) -> bytes:
 def test_hostile_npy_and_npz(campaign, workdir):
     @_settings(campaign)
     @given(SHAPES, DTYPES, st.integers(0, 4000), st.booleans(), st.integers(0, 2000), st.integers(0, 255))
+    @example([0, 10**10, 10**10], "<f4", 0, False, 0, 1)  # found by the long campaign: 0 bytes, but no numpy shape
     def run(shape, dtype, data_bytes, archive, cut, flip):
         blob = _npy_bytes(shape, dtype, data_bytes)
         if archive:
@@ -288,6 +289,12 @@ def test_options_refused_up_front(args, message, workdir):
     code, out, err = smug("explain", MNIST, DATA.parent.parent / "examples" / "data" / "mnist_test_2.png", *args)
     assert code == 2 and out == "" and message in err, err
     assert_clean(code, err)
+
+
+@pytest.mark.parametrize("size", ["8G", "1T", "500M", "1.5GiB"])
+def test_large_memory_limits_are_accepted(size):
+    code, out, err = smug("inspect", MNIST, "--max-memory", size)
+    assert code == 0 and err == "", err
 
 
 def test_batch_input_timeout_refused_up_front(workdir):
