@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=None, help="stop starting new photos after S seconds")
     parser.add_argument("--timeout", type=float, default=30.0, help="solver seconds per problem (default 30)")
     parser.add_argument("--thresholds", type=int, default=100, help="LSC thresholds per map (default 100, as smug eval)")
+    parser.add_argument("--images", default=str(PHOTOS), help=f"the shared photos (default {PHOTOS})")
     parser.add_argument("--records", default="/tmp/bench_formulation/records.jsonl")
     parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
@@ -115,7 +116,7 @@ def main() -> None:
         done = {r["photo"] for r in records}
         skipped_wrong = 0
         start = time.perf_counter()
-        for path in sorted(PHOTOS.glob("*.jpg")):
+        for path in sorted(Path(args.images).glob("*.jpg")):
             if len({r["photo"] for r in records}) >= args.photos:
                 break
             if args.time_limit and time.perf_counter() - start > args.time_limit:

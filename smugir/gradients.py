@@ -487,6 +487,24 @@ def _batched_session(proto: onnx.ModelProto, input_name: str, shape: tuple[int, 
     return single, False
 
 
+def _optimised_if_equal(proto: onnx.ModelProto, plain, input_name: str, shape: tuple[int, ...], batched: bool):
+    """onnxruntime's fully optimised session when it gives the plain session's values and gradients
+    (to 1e-3 of each output's largest magnitude) on probe points, else the plain one. Optimisations
+    are not always exact (`smugir.model.make_session`); on EfficientNet-Lite0's gradient graph they
+    are 35 % faster and agree to 4e-5."""
+    try:
+        optimised = make_session(proto, optimized=True)
+        probe = np.random.default_rng(1).normal(size=(2 if batched else 1, *shape[1:])).astype(np.float32)
+        for class_index in (0, 1):
+            feeds = {input_name: probe, CLASS_INPUT: np.array([class_index])}
+            for fast, slow in zip(optimised.run(None, feeds), plain.run(None, feeds)):
+                if not np.abs(np.asarray(fast) - slow).max() <= 1e-3 * np.abs(slow).max():
+                    return plain
+    except Exception:  # an optimiser onnxruntime cannot apply: keep the plain session
+        return plain
+    return optimised
+
+
 class GradientGraph:
     """Gradients by the appended reverse-mode graph; one onnxruntime call per chunk of points."""
 
@@ -497,7 +515,9 @@ class GradientGraph:
         self.shape = _static_shapes(model).get(wrt)
         if self.shape is None:
             raise UnsupportedModelError(f"the shape of {wrt!r} is not known statically")
-        self.session, self.batched = _batched_session(gradient_model(model, wrt, target), wrt, self.shape, {CLASS_INPUT: np.array([0])})
+        proto = gradient_model(model, wrt, target)
+        plain, self.batched = _batched_session(proto, wrt, self.shape, {CLASS_INPUT: np.array([0])})
+        self.session = _optimised_if_equal(_with_dynamic_batch(proto) if self.batched else proto, plain, wrt, self.shape, self.batched)
         self.chunk = max(1, max_batch_elements // max(1, int(np.prod(self.shape)))) if self.batched else 1
 
     def __call__(self, points: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:

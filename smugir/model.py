@@ -131,16 +131,16 @@ def set_session_threads(threads: int) -> None:
     _session_threads = int(threads)
 
 
-def make_session(proto: onnx.ModelProto) -> ort.InferenceSession:
-    """A CPU session with graph optimisations off: they are not always exact.
+def make_session(proto: onnx.ModelProto, optimized: bool = False) -> ort.InferenceSession:
+    """A CPU session with graph optimisations off (unless `optimized`): they are not always exact.
 
     Measured with onnxruntime 1.31.1: a Pad (zeros) followed by MaxPool is fused at the basic level
     into a MaxPool whose padding is -inf, which changes the model's output. A verifier must run the
-    graph as ONNX defines it.
+    graph as ONNX defines it; an optimised session is for speed, checked against a plain one.
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = _session_threads
     try:
         return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])

@@ -261,3 +261,24 @@ def test_each_rule_matches_a_float64_central_difference(op):
             bump[i] = step
             reference = (logit(point + bump.reshape(point.shape), 2) - logit(point - bump.reshape(point.shape), 2)) / (2 * step)
             assert flat[i] == pytest.approx(reference, rel=1e-3, abs=1e-4 * (np.abs(flat).max() + 1e-3)), (op, i)
+
+
+def test_optimised_gradient_session_is_used_only_when_it_equals_the_plain_one():
+    """The real models' gradient graphs get onnxruntime's optimised session (same values and
+    gradients on the probe); a session that disagrees with the plain one is never used."""
+    import onnxruntime as ort
+
+    from smugir.gradients import _optimised_if_equal
+    from smugir.model import make_session
+
+    level = ort.GraphOptimizationLevel
+    path, _ = REAL_MODELS["cifar10_small"]
+    model = load_model(path)
+    layer = first_layer(model)
+    sub = with_batch_of_one(suffix_model(model.proto, layer.post_name))
+    fast = GradientGraph(sub, layer.post_name)
+    assert fast.session.get_session_options().graph_optimization_level == level.ORT_ENABLE_ALL
+    shape = fast.shape
+    logit_plain = make_session(gradient_model(sub, layer.post_name, "logit"))
+    wrong = _optimised_if_equal(gradient_model(sub, layer.post_name, "probability"), logit_plain, layer.post_name, shape, False)
+    assert wrong is logit_plain  # the "optimised" graph computes something else: the plain session stays

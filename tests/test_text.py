@@ -33,18 +33,24 @@ def test_masked_words_become_padding_in_the_real_model(polarity):
     original int64 model: the encoded constraint values equal onnxruntime's on those ids."""
     text, vocabulary = polarity
     rng = np.random.default_rng(0)
-    for _, sentence in _test_sentences(5):
-        setup, words, ids = prepare_sentence(text, sentence, vocabulary, baseline="pad", top_k=16)
-        problem, layer = setup.problem, setup.layer
-        full = text.model
-        pre_x = full.run(ids.reshape(full.input_shape), (layer.pre_name,))[1].reshape(-1)[setup.neurons]
+    full = text.model
+
+    def pre_of(ids, keep, neurons):
+        masked_ids = ids.copy()
+        masked_ids[: len(keep)][~keep] = vocabulary.pad_id
+        return full.run(masked_ids.reshape(full.input_shape), (setup.layer.pre_name,))[1].reshape(-1)[neurons]
+
+    for (_, sentence), formulation in zip(_test_sentences(6), ["published", "baseline-relative"] * 3):
+        setup, words, ids = prepare_sentence(text, sentence, vocabulary, baseline="pad", top_k=16, formulation=formulation)
+        problem, neurons = setup.problem, setup.neurons
+        pre_x = pre_of(ids, np.ones(len(words), dtype=bool), neurons)
+        pre_pad = pre_of(ids, np.zeros(len(words), dtype=bool), neurons)
+        # published: pre(masked) - gamma pre(x); baseline-relative: pre(masked) - pre(pad) - gamma (pre(x) - pre(pad))
+        threshold = setup.gamma * pre_x if formulation == "published" else pre_pad + setup.gamma * (pre_x - pre_pad)
         for _ in range(8):
             keep = rng.random(len(words)) < 0.5
-            masked_ids = ids.copy()
-            masked_ids[: len(words)][~keep] = vocabulary.pad_id
-            pre = full.run(masked_ids.reshape(full.input_shape), (layer.pre_name,))[1].reshape(-1)[setup.neurons]
-            encoded = problem.constraint_values(keep) - problem.bounds  # = pre(masked) - gamma pre(x)
-            np.testing.assert_allclose(encoded, pre - setup.gamma * pre_x, rtol=1e-4, atol=1e-4)
+            encoded = problem.constraint_values(keep) - problem.bounds
+            np.testing.assert_allclose(encoded, pre_of(ids, keep, neurons) - threshold, rtol=1e-4, atol=1e-4)
 
 
 def test_padding_positions_are_never_mask_units(polarity):
