@@ -1,6 +1,6 @@
 """Explaining whole datasets: a local process pool or a Dask cluster, resumable, one JSON line per input.
 
-Workers only compute: `explain_item` turns one input into a record (and its mask arrays) and never
+Workers (`smugir.executor`) only compute: `explain_item` turns one input into a record (and its mask arrays) and never
 raises for a bad input, it returns an error record instead. The coordinating process alone writes
 files (masks first, then the result line), so an interrupted run leaves only complete results and a
 rerun skips the ids already done.
@@ -8,26 +8,24 @@ rerun skips the ids already done.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import statistics
 import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from smugir.datasets import Item
-from smugir.errors import InputError, MissingDependencyError, SmugError
+from smugir.errors import InputError, SmugError
+from smugir.executor import run_tasks
 from smugir.exporters.files import write_atomically
 from smugir.exporters.results import ResultsFile
 from smugir.solve import DEFAULT_SOLVER
@@ -241,13 +239,12 @@ def run_batch(
         _save(out, result, results)
         advance(1)
 
-    if scheduler:
-        _run_dask(scheduler, model_path, todo, options, finished)
-    elif workers == 1:
-        for item in todo:
-            finished(explain_item(model_path, item, options))
-    else:
-        _run_pool(workers, model_path, todo, options, finished)
+    def lost(task: tuple, reason: str) -> None:
+        item = task[1]
+        finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash", "error": reason}))
+
+    parallel = replace(options, session_threads=1) if scheduler or workers > 1 else options  # no oversubscription
+    run_tasks(explain_item, [(model_path, item, parallel) for item in todo], finished, lost, workers, scheduler)
     ids = {item.id for item in items}
     return _report(len(items), len(items) - len(todo), len(todo), time.perf_counter() - clock,
                    [r for r in results.records.values() if str(r["id"]) in ids])
@@ -269,53 +266,6 @@ def _save(out: Path, result: ItemResult, results: ResultsFile) -> None:
         write_atomically(path, lambda stream, a=array: np.save(stream, a, allow_pickle=False), force=True)
         record[f"{name}_file"] = str(path.relative_to(out))
     results.append(record)
-
-
-def _run_pool(workers: int, model_path: str, items: Iterable[Item], options: BatchOptions, finished) -> None:
-    """A spawn-started pool (onnxruntime and fork do not mix), one onnxruntime thread per worker."""
-    options = replace(options, session_threads=1)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        pending: dict[Future, Item] = {pool.submit(explain_item, model_path, item, options): item for item in items}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item = pending.pop(future)
-                    try:
-                        finished(future.result())
-                    except BrokenProcessPool:
-                        finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash",
-                                             "error": "a worker process died while this input was in the pool; rerun to retry"}))
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-
-
-def _run_dask(scheduler: str, model_path: str, items: Sequence[Item], options: BatchOptions, finished) -> None:
-    """The same work on a Dask cluster; the model path must be readable on the workers."""
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:
-        raise MissingDependencyError("--scheduler needs dask.distributed: pip install 'smugir[dist]'") from None
-    options = replace(options, session_threads=1)
-    try:
-        client = Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
-    with client:
-        futures = {client.submit(explain_item, model_path, item, options, pure=False): item for item in items}
-        try:
-            for future in as_completed(futures):
-                item = futures[future]
-                try:
-                    finished(future.result())
-                except Exception as exc:  # noqa: BLE001 (a lost worker, a cancelled task)
-                    finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash",
-                                         "error": f"the cluster lost this input: {type(exc).__name__}: {exc}"}))
-        except BaseException:
-            client.cancel(list(futures))
-            raise
 
 
 def _report(inputs: int, skipped: int, processed: int, seconds: float, records: list[dict[str, Any]]) -> BatchReport:

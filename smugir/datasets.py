@@ -64,7 +64,7 @@ def read_dataset(
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"folder {text!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-        return [_item(_clean_id(p.stem), lambda p=p: image_to_input(p, input_shape, layout, scale, mean, std)) for p in files]
+        return [_item(clean_id(p.stem), lambda p=p: image_to_input(p, input_shape, layout, scale, mean, std)) for p in files]
     if path.suffix.lower() in SENTENCE_SUFFIXES:
         return list(_sentences(path))
     raise InputError(f"dataset {text!r} is not an .npz archive, a folder of images, or a .txt/.tsv of sentences")
@@ -145,6 +145,6 @@ def _sentences(path: Path) -> Iterator[Item]:
         yield Item(ids[number], line.strip(), label)
 
 
-def _clean_id(stem: str) -> str:
+def clean_id(stem: str) -> str:
     """File names become ids usable as file names and CSV fields."""
     return _ID.sub("_", stem) or "input"

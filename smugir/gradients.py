@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from smugir.convolution import conv_window, node_attributes
 from smugir.errors import UnsupportedModelError, UnsupportedOpError
-from smugir.model import make_session
+from smugir.model import batched_session
 
 TARGETS = ("probability", "logit")
 GRAD_OPSET = 17
@@ -403,42 +403,6 @@ def _at_opset(model: onnx.ModelProto) -> onnx.ModelProto:
         raise UnsupportedModelError(f"cannot convert the model from opset {version} to {GRAD_OPSET} for the gradient graph: {exc}") from None
 
 
-def _with_dynamic_batch(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The same graph with a symbolic leading dim and Reshape targets that copy it (0 for a leading 1)."""
-    batched = onnx.ModelProto()
-    batched.CopyFrom(model)
-    graph = batched.graph
-    for value in list(graph.input[:1]) + list(graph.output):
-        dims = value.type.tensor_type.shape.dim
-        if dims:
-            dims[0].dim_param = "batch"
-    reshape_targets = {n.input[1] for n in graph.node if n.op_type == "Reshape"}
-    for tensor in graph.initializer:
-        if tensor.name in reshape_targets:
-            target = numpy_helper.to_array(tensor).copy()
-            if target.size >= 2 and target[0] == 1:
-                target[0] = 0
-                tensor.CopyFrom(numpy_helper.from_array(target.astype(np.int64), tensor.name))
-    del graph.value_info[:]
-    return batched
-
-
-def _batched_session(proto: onnx.ModelProto, input_name: str, shape: tuple[int, ...], extra: dict) -> tuple[object, bool]:
-    """A session that takes many points at once when the graph allows it (checked on two points)."""
-    single = make_session(proto)
-    try:
-        candidate = make_session(_with_dynamic_batch(proto))
-        probe = np.random.default_rng(0).normal(size=(2, *shape[1:])).astype(np.float32)
-        together = candidate.run(None, {input_name: probe, **extra})
-        apart = [single.run(None, {input_name: p[None], **extra}) for p in probe]
-        same = all(np.allclose(np.asarray(together[k])[i], np.asarray(apart[i][k])[0], rtol=1e-5, atol=1e-6) for k in range(len(together)) for i in range(2))
-        if same:
-            return candidate, True
-    except Exception:  # onnxruntime refuses the batched graph (e.g. a Reshape to a fixed size)
-        pass
-    return single, False
-
-
 class GradientGraph:
     """Gradients by the appended reverse-mode graph; one onnxruntime call per chunk of points."""
 
@@ -449,7 +413,7 @@ class GradientGraph:
         self.shape = _static_shapes(model).get(wrt)
         if self.shape is None:
             raise UnsupportedModelError(f"the shape of {wrt!r} is not known statically")
-        self.session, self.batched = _batched_session(gradient_model(model, wrt, target), wrt, self.shape, {CLASS_INPUT: np.array([0])})
+        self.session, self.batched = batched_session(gradient_model(model, wrt, target), wrt, self.shape, {CLASS_INPUT: np.array([0])})
         self.chunk = max(1, max_batch_elements // max(1, int(np.prod(self.shape)))) if self.batched else 1
 
     def __call__(self, points: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -484,8 +448,9 @@ class FiniteDifferences:
         self.logits, _ = _logits_and_probability(graph, graph.output[0].name)
         exposed = expose_outputs(model, [self.logits])
         del exposed.graph.output[:-1]  # keep only the logits
-        self.session, batched = _batched_session(exposed, self.input, self.shape, {})
+        self.session, batched = batched_session(exposed, self.input, self.shape, {})
         self.chunk = max(1, max_batch_elements // max(1, int(np.prod(self.shape)))) if batched else 1
+        self.max_batch_elements = max_batch_elements
         self.target = target
 
     def _values(self, inputs: np.ndarray, class_index: int) -> np.ndarray:
@@ -505,15 +470,19 @@ class FiniteDifferences:
         grads = []
         for point in points:
             flat = point.reshape(-1)
-            idx = np.arange(flat.size)
-            plus = np.repeat(flat[None], flat.size, axis=0)
-            minus = plus.copy()
             steps = eps * np.maximum(1.0, np.abs(flat))
-            plus[idx, idx] += steps
-            minus[idx, idx] -= steps
-            plus, minus = plus.astype(np.float32), minus.astype(np.float32)
-            taken = plus[idx, idx].astype(np.float64) - minus[idx, idx].astype(np.float64)
-            f_plus = self._values(plus.reshape((-1, *point.shape)), class_index)
-            f_minus = self._values(minus.reshape((-1, *point.shape)), class_index)
-            grads.append(((f_plus - f_minus) / taken).reshape(point.shape))
+            grad = np.empty(flat.size)
+            rows = max(1, self.max_batch_elements // max(1, flat.size))  # perturbed copies held at once
+            for start in range(0, flat.size, rows):  # never all n x n perturbations at once
+                idx = np.arange(start, min(start + rows, flat.size))
+                plus = np.repeat(flat[None], idx.size, axis=0)
+                minus = plus.copy()
+                plus[np.arange(idx.size), idx] += steps[idx]
+                minus[np.arange(idx.size), idx] -= steps[idx]
+                plus, minus = plus.astype(np.float32), minus.astype(np.float32)
+                taken = plus[np.arange(idx.size), idx].astype(np.float64) - minus[np.arange(idx.size), idx].astype(np.float64)
+                f_plus = self._values(plus.reshape((-1, *point.shape)), class_index)
+                f_minus = self._values(minus.reshape((-1, *point.shape)), class_index)
+                grad[idx] = (f_plus - f_minus) / taken
+            grads.append(grad.reshape(point.shape))
         return self._values(points, class_index), np.stack(grads)

@@ -20,7 +20,7 @@ from smugir.evaluation.sanity import SanityRecord
 from smugir.exporters.files import write_text
 
 DISPLAY_NAMES = {
-    "smug": "SMUG", "smug_base": "SMUG_base", "ig": "IG", "ig_white": "IG (white)", "ig_black_white": "IG (black+white)",
+    "smug": "SMUG", "smug_base": "SMUG_base", "smug_default": "SMUG (smugir defaults)", "ig": "IG", "ig_white": "IG (white)", "ig_black_white": "IG (black+white)",
     "gradcam": "Grad-CAM", "smoothgrad": "SmoothGrad", "xrai": "XRAI", "optbox": "OptBox", "gradient": "Gradient",
     "blur_ig": "Blur IG", "guided_ig": "Guided IG", "occlusion": "Occlusion", "edges": "Sobel edges (control)",
 }
