@@ -11,28 +11,30 @@ a 224x224x3 input under a 7x7/2 conv with 64 filters costs a few MB, not a dense
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from smugir.activations import Activation
 from smugir.convolution import conv_window, node_attributes
 from smugir.errors import InputError, UnsupportedModelError, UnsupportedOpError
-from smugir.model import Model
+from smugir.folding import MAX_FOLDED_BYTES, SHAPE_OPS, fold_constants
+from smugir.model import Model, make_session, with_batch_of_one
 
-ActivationKind = Literal["Relu", "LeakyRelu", "Sigmoid", "Tanh", "none"]
-
-LAYOUT_OPS = ("Identity", "Cast", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose")
-AFFINE_OPS = ("Sub", "Add", "Mul", "Div")
 LINEAR_OPS = ("Gemm", "MatMul", "Conv")
-ACTIVATION_OPS = ("Relu", "LeakyRelu", "Sigmoid", "Tanh")
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
+CONSTANT_ELEMENT = -1  # InputAffine.index of an element that reads no input (a Pad's value)
 
 
 @dataclass(frozen=True)
 class InputAffine:
-    """z = scale * x.flat[index] + shift, elementwise; all three arrays have z's shape."""
+    """z = scale * x.flat[index] + shift, elementwise; all three arrays have z's shape.
+
+    An element with index `CONSTANT_ELEMENT` reads no input (scale 0): it is z = shift, e.g. a value
+    a `Pad` wrote, carried through later elementwise ops exactly.
+    """
 
     index: np.ndarray
     scale: np.ndarray
@@ -40,7 +42,11 @@ class InputAffine:
 
     def apply(self, x_flat: np.ndarray) -> np.ndarray:
         """z for raw inputs of shape (..., n_inputs): leading axes are a batch."""
-        return self.scale * x_flat[..., self.index] + self.shift
+        if self.index.min(initial=0) >= 0:
+            return self.scale * x_flat[..., self.index] + self.shift
+        reads = self.index >= 0
+        taken = x_flat[..., np.where(reads, self.index, 0)]
+        return np.where(reads, self.scale * taken, 0.0) + self.shift
 
     def layout(self, fn: Callable[[np.ndarray], np.ndarray]) -> InputAffine:
         return InputAffine(fn(self.index), fn(self.scale), fn(self.shift))
@@ -48,23 +54,6 @@ class InputAffine:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.index.shape)
-
-
-@dataclass(frozen=True)
-class Activation:
-    kind: ActivationKind
-    alpha: float = 0.01  # LeakyRelu slope
-
-    def __call__(self, pre: np.ndarray) -> np.ndarray:
-        if self.kind == "Relu":
-            return np.maximum(pre, 0.0)
-        if self.kind == "LeakyRelu":
-            return np.where(pre >= 0, pre, self.alpha * pre)
-        if self.kind == "Sigmoid":
-            return 1.0 / (1.0 + np.exp(-pre))
-        if self.kind == "Tanh":
-            return np.tanh(pre)
-        return pre
 
 
 @dataclass(frozen=True)
@@ -87,6 +76,7 @@ class FirstLayer:
     post_name: str
     linear_node: str
     preprocessing: tuple[str, ...]
+    folded_after: tuple[str, ...] = ()  # per-channel ops after the linear op folded into it (BatchNormalization, ...)
 
     @property
     def n_inputs(self) -> int:
@@ -139,7 +129,8 @@ class FirstLayer:
             "neurons": self.n_neurons,
             "output_shape": list(self.output_shape),
             "receptive_field_size": self.receptive_field_size(),
-            "activation": self.activation.kind if self.activation.kind != "LeakyRelu" else f"LeakyRelu(alpha={self.activation.alpha:g})",
+            "activation": self.activation.label,
+            "folded_into_layer": list(self.folded_after),
             "pre_activation_tensor": self.pre_name,
             "post_activation_tensor": self.post_name,
             "geometry": self.geometry(),
@@ -285,15 +276,18 @@ def _check_neuron(layer: FirstLayer, i: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------------
-# Reading the graph
+# Reading the graph. Like onnx.reference (one class per op), the reader is a table of op rules:
+# PREPROCESSING_RULES map z = affine(x) through an op in front of the linear layer, AFTER_LINEAR_RULES
+# fold a per-channel affine op (BatchNormalization, a bias Add, ...) into the layer, and
+# ACTIVATION_RULES read the activation that follows.
 
 
 class _Graph:
     """Constant lookup and consumer lists for the walk from the data input."""
 
-    def __init__(self, model: Model):
-        self.model = model
-        graph = model.proto.graph
+    def __init__(self, proto: onnx.ModelProto, opset: int):
+        graph = proto.graph
+        self.opset = opset
         self.constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
         for node in graph.node:
             if node.op_type == "Constant":
@@ -308,9 +302,20 @@ class _Graph:
         if name in self.constants:
             return self.constants[name]
         raise UnsupportedModelError(
-            f"node {node.name!r} ({node.op_type}) takes its {role} from {name!r}, which is computed at run "
-            "time; smugir needs it to be a constant (initializer or Constant node)"
+            f"node {_node_label(node)!r} ({node.op_type}) takes its {role} from {name!r}, which is computed from the "
+            "data at run time; smugir needs it to be a constant (initializer, Constant node or a subgraph of constants)"
         )
+
+    def optional_constant(self, node: onnx.NodeProto, position: int, role: str) -> np.ndarray | None:
+        """The constant at an optional input position, or None when the input is absent or empty."""
+        if len(node.input) > position and node.input[position]:
+            return self.constant(node.input[position], node, role)
+        return None
+
+    def sole_consumer(self, tensor: str) -> onnx.NodeProto | None:
+        """The one node reading `tensor`, if exactly one does and it is not a graph output."""
+        consumers = self.consumers.get(tensor, [])
+        return consumers[0] if len(consumers) == 1 and tensor not in self.outputs else None
 
     def only_consumer(self, tensor: str, what: str) -> onnx.NodeProto:
         consumers = self.consumers.get(tensor, [])
@@ -340,80 +345,100 @@ def _node_label(node: onnx.NodeProto) -> str:
     return node.name or f"{node.op_type}->{node.output[0]}"
 
 
-def first_layer(model: Model) -> FirstLayer:
-    """Follow the data input through the supported preprocessing to the first linear layer."""
-    graph = _Graph(model)
-    shape = model.input_shape
-    affine = InputAffine(
-        np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape),
-        np.ones(shape),
-        np.zeros(shape),
-    )
-    described: list[str] = []
-    tensor = model.input_name
-    while True:
-        node = graph.only_consumer(tensor, "tensor")
-        op = node.op_type
-        if op in LINEAR_OPS:
-            return _read_linear(model, graph, node, tensor, affine, tuple(described))
-        if op in LAYOUT_OPS:
-            affine = _apply_layout(node, graph, affine, model.opset)
-        elif op in AFFINE_OPS:
-            affine, constant = _apply_elementwise(node, graph, tensor, affine)
-            op = f"{op} {_short(constant)}"
-        else:
-            first = tensor == model.input_name
-            where = "right after the data input" if first else "between the data input and the first linear layer"
-            raise UnsupportedOpError(_node_label(node), op, where, LAYOUT_OPS + AFFINE_OPS + LINEAR_OPS)
-        described.append(f"{op} ({_node_label(node)}) -> {list(affine.shape)}")
-        tensor = node.output[0]
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _apply_layout(node: onnx.NodeProto, graph: _Graph, affine: InputAffine, opset: int) -> InputAffine:
-    op, attrs, shape = node.op_type, node_attributes(node), affine.shape
-    if op == "Identity":
-        return affine
-    if op == "Cast":
-        if attrs.get("to") not in FLOAT_TYPES:
-            raise UnsupportedModelError(
-                f"node {_node_label(node)!r} casts the input to a non-float type ({attrs.get('to')}); "
-                "smugir folds only casts between float types"
-            )
-        return affine
-    if op == "Flatten":
-        axis = attrs.get("axis", 1)
-        axis = axis + len(shape) if axis < 0 else axis
-        outer = int(np.prod(shape[:axis]))
-        return affine.layout(lambda a: a.reshape(outer, -1))
-    if op == "Reshape":
-        target = [int(v) for v in graph.constant(node.input[1], node, "target shape")]
-        if not attrs.get("allowzero", 0):
-            target = [shape[i] if v == 0 else v for i, v in enumerate(target)]
-        try:
-            return affine.layout(lambda a: a.reshape(target))
-        except ValueError:
-            raise UnsupportedModelError(f"Reshape node {_node_label(node)!r} cannot reshape {list(shape)} to {target}") from None
-    if op in ("Squeeze", "Unsqueeze"):
-        if opset >= 13 and len(node.input) > 1:
-            axes = [int(v) for v in graph.constant(node.input[1], node, "axes")]
-        else:
-            axes = list(attrs.get("axes", []))
-        if op == "Squeeze":
-            axes = axes or [i for i, s in enumerate(shape) if s == 1]
-            return affine.layout(lambda a: np.squeeze(a, axis=tuple(ax % len(shape) for ax in axes)))
-        rank = len(shape) + len(axes)
-        return affine.layout(lambda a: np.expand_dims(a, tuple(ax % rank for ax in axes)))
-    perm = attrs.get("perm") or list(range(len(shape)))[::-1]
-    return affine.layout(lambda a: np.ascontiguousarray(np.transpose(a, perm)))
+def _check_elements(node: onnx.NodeProto, shape: tuple[int, ...]) -> None:
+    """The walk keeps three float64/int64 arrays of z's shape; refuse a shape that would not fit the budget."""
+    needed = 24 * int(np.prod(shape, dtype=object))
+    if needed > MAX_FOLDED_BYTES:
+        raise UnsupportedModelError(
+            f"node {_node_label(node)!r} ({node.op_type}) makes the first layer's input {list(shape)} "
+            f"({needed / 2**20:.0f} MiB to track); the limit is {MAX_FOLDED_BYTES / 2**20:.0f} MiB"
+        )
 
 
-def _apply_elementwise(node: onnx.NodeProto, graph: _Graph, tensor: str, affine: InputAffine) -> tuple[InputAffine, np.ndarray]:
-    """The affine map after `z op c` (or `c op z`), and the constant c."""
-    op = node.op_type
-    position = list(node.input).index(tensor)
+@dataclass(frozen=True)
+class _Step:
+    """One node on the chain from the data input: `tensor` is the input the walk follows, z = affine(x)."""
+
+    node: onnx.NodeProto
+    graph: _Graph
+    tensor: str
+    affine: InputAffine
+
+    @property
+    def attrs(self) -> dict:
+        return node_attributes(self.node)
+
+    @property
+    def label(self) -> str:
+        return _node_label(self.node)
+
+
+PreprocessingRule = Callable[[_Step], tuple[InputAffine, str]]  # -> (affine after the op, how inspect names it)
+
+
+def _identity(step: _Step) -> tuple[InputAffine, str]:
+    return step.affine, step.node.op_type
+
+
+def _cast(step: _Step) -> tuple[InputAffine, str]:
+    to = step.attrs.get("to")
+    if to not in FLOAT_TYPES:
+        raise UnsupportedModelError(
+            f"node {step.label!r} casts the input to a non-float type ({to}); smugir folds only casts between float types"
+        )
+    return step.affine, "Cast"
+
+
+def _flatten(step: _Step) -> tuple[InputAffine, str]:
+    shape = step.affine.shape
+    axis = step.attrs.get("axis", 1)
+    axis = axis + len(shape) if axis < 0 else axis
+    outer = int(np.prod(shape[:axis]))
+    return step.affine.layout(lambda a: a.reshape(outer, -1)), "Flatten"
+
+
+def _reshape(step: _Step) -> tuple[InputAffine, str]:
+    shape = step.affine.shape
+    target = [int(v) for v in step.graph.constant(step.node.input[1], step.node, "target shape")]
+    if not step.attrs.get("allowzero", 0):
+        target = [shape[i] if v == 0 else v for i, v in enumerate(target)]
+    try:
+        return step.affine.layout(lambda a: a.reshape(target)), "Reshape"
+    except ValueError:
+        raise UnsupportedModelError(f"Reshape node {step.label!r} cannot reshape {list(shape)} to {target}") from None
+
+
+def _squeeze_unsqueeze(step: _Step) -> tuple[InputAffine, str]:
+    node, shape = step.node, step.affine.shape
+    if step.graph.opset >= 13 and len(node.input) > 1:
+        axes = [int(v) for v in step.graph.constant(node.input[1], node, "axes")]
+    else:
+        axes = list(step.attrs.get("axes", []))
+    if node.op_type == "Squeeze":
+        axes = axes or [i for i, s in enumerate(shape) if s == 1]
+        return step.affine.layout(lambda a: np.squeeze(a, axis=tuple(ax % len(shape) for ax in axes))), "Squeeze"
+    rank = len(shape) + len(axes)
+    return step.affine.layout(lambda a: np.expand_dims(a, tuple(ax % rank for ax in axes))), "Unsqueeze"
+
+
+def _transpose(step: _Step) -> tuple[InputAffine, str]:
+    perm = step.attrs.get("perm") or list(range(len(step.affine.shape)))[::-1]
+    return step.affine.layout(lambda a: np.ascontiguousarray(np.transpose(a, perm))), "Transpose"
+
+
+def _elementwise(step: _Step) -> tuple[InputAffine, str]:
+    """The affine map after `z op c` (or `c op z`)."""
+    node, op, affine = step.node, step.node.op_type, step.affine
+    position = list(node.input).index(step.tensor)
     if node.input[0] == node.input[1]:
-        raise UnsupportedModelError(f"node {_node_label(node)!r} ({op}) combines the input with itself; not affine")
-    const = graph.constant(node.input[1 - position], node, "second operand").astype(np.float64)
+        raise UnsupportedModelError(f"node {step.label!r} ({op}) combines the input with itself; not affine")
+    raw = step.graph.constant(node.input[1 - position], node, "second operand")
+    const = raw.astype(np.float64)
+    _check_elements(node, np.broadcast_shapes(affine.shape, const.shape))
     index, scale, shift = np.broadcast_arrays(affine.index, affine.scale, affine.shift, const)[:3]
     const = np.broadcast_to(const, index.shape)
     if op == "Add":
@@ -424,15 +449,74 @@ def _apply_elementwise(node: onnx.NodeProto, graph: _Graph, tensor: str, affine:
         scale, shift = scale * const, shift * const
     elif position == 0:  # Div by a constant
         if np.any(const == 0):
-            raise UnsupportedModelError(f"Div node {_node_label(node)!r} divides by a constant that contains 0")
+            raise UnsupportedModelError(f"Div node {step.label!r} divides by a constant that contains 0")
         scale, shift = scale / const, shift / const
     else:
         raise UnsupportedModelError(
-            f"Div node {_node_label(node)!r} divides a constant by the input, which is not affine; "
+            f"Div node {step.label!r} divides a constant by the input, which is not affine; "
             "smugir folds only division of the input by a constant"
         )
     folded = InputAffine(np.ascontiguousarray(index), np.ascontiguousarray(scale), np.ascontiguousarray(shift))
-    return folded, graph.constants[node.input[1 - position]]
+    return folded, f"{op} {_short(raw)}"
+
+
+def _pad(step: _Step) -> tuple[InputAffine, str]:
+    """Constant-mode Pad: padded elements read no input and hold the pad value in the tensor Pad sees.
+
+    Later elementwise ops (a normalisation after the Pad) carry that value exactly; at a Conv, a
+    border that is 0 in z becomes the conv's own zero padding (`_zero_border_as_padding`).
+    """
+    node, attrs, graph, affine = step.node, step.attrs, step.graph, step.affine
+    mode = _text(attrs.get("mode", "constant"))
+    if mode != "constant":
+        raise UnsupportedModelError(
+            f"Pad node {step.label!r} pads in mode {mode!r}; smugir reads only constant-mode padding in front of "
+            "the first linear layer"
+        )
+    rank = len(affine.shape)
+    if graph.opset < 11:
+        pads, value, axes = list(attrs.get("pads", [])), float(attrs.get("value", 0.0)), list(range(rank))
+    else:
+        pads = [int(v) for v in np.ravel(graph.constant(node.input[1], node, "pads"))]
+        constant_value = graph.optional_constant(node, 2, "pad value")
+        value = 0.0 if constant_value is None else float(np.ravel(constant_value)[0]) if np.size(constant_value) == 1 else None
+        axes_value = graph.optional_constant(node, 3, "axes")
+        axes = list(range(rank)) if axes_value is None else [int(a) % rank for a in np.ravel(axes_value)]
+        if value is None:
+            raise UnsupportedModelError(f"Pad node {step.label!r} has a pad value that is not a scalar")
+    if len(pads) != 2 * len(axes):
+        raise UnsupportedModelError(f"Pad node {step.label!r} gives {len(pads)} pads for {len(axes)} axes of a {list(affine.shape)} input")
+    begin, end = [0] * rank, [0] * rank
+    for k, axis in enumerate(axes):
+        begin[axis], end[axis] = pads[k], pads[k + len(axes)]
+    crop = tuple(slice(max(0, -b), s - max(0, -e)) for b, e, s in zip(begin, end, affine.shape))
+    affine = affine.layout(lambda a: a[crop])
+    if min(affine.shape, default=1) < 1:
+        raise UnsupportedModelError(f"Pad node {step.label!r} crops the input {list(step.affine.shape)} to nothing")
+    width = [(max(0, b), max(0, e)) for b, e in zip(begin, end)]
+    _check_elements(node, tuple(s + b + e for s, (b, e) in zip(affine.shape, width)))
+    padded = InputAffine(
+        np.pad(affine.index, width, constant_values=CONSTANT_ELEMENT),
+        np.pad(affine.scale, width, constant_values=0.0),
+        np.pad(affine.shift, width, constant_values=value),
+    )
+    return padded, f"Pad {pads} value {value:g}"
+
+
+PREPROCESSING_RULES: dict[str, PreprocessingRule] = {
+    "Identity": _identity,
+    "Cast": _cast,
+    "Flatten": _flatten,
+    "Reshape": _reshape,
+    "Squeeze": _squeeze_unsqueeze,
+    "Unsqueeze": _squeeze_unsqueeze,
+    "Transpose": _transpose,
+    "Sub": _elementwise,
+    "Add": _elementwise,
+    "Mul": _elementwise,
+    "Div": _elementwise,
+    "Pad": _pad,
+}
 
 
 def _short(constant: np.ndarray) -> str:
@@ -445,13 +529,48 @@ def _short(constant: np.ndarray) -> str:
     return f"<constant of shape {list(values.shape)}>"
 
 
+def _per_sample_proto(model: Model) -> onnx.ModelProto:
+    """The graph with batch 1: a dynamic batch may leave shape arithmetic (x.size(0)) that folds at batch 1."""
+    if model.batch_dynamic and any(n.op_type in SHAPE_OPS for n in model.proto.graph.node):
+        return fold_constants(with_batch_of_one(model.proto), model.input_name, make_session)[0]
+    return model.proto
+
+
+def first_layer(model: Model) -> FirstLayer:
+    """Follow the data input through the supported preprocessing to the first linear layer."""
+    graph = _Graph(_per_sample_proto(model), model.opset)
+    shape = model.input_shape
+    _check_elements(onnx.NodeProto(name=model.input_name, op_type="input"), shape)
+    affine = InputAffine(
+        np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape),
+        np.ones(shape),
+        np.zeros(shape),
+    )
+    described: list[str] = []
+    tensor = model.input_name
+    while True:
+        node = graph.only_consumer(tensor, "tensor")
+        if node.op_type in LINEAR_OPS:
+            return _read_linear(model, graph, node, tensor, affine, tuple(described))
+        rule = PREPROCESSING_RULES.get(node.op_type)
+        if rule is None:
+            first = tensor == model.input_name
+            where = "right after the data input" if first else "between the data input and the first linear layer"
+            raise UnsupportedOpError(_node_label(node), node.op_type, where, tuple(PREPROCESSING_RULES) + LINEAR_OPS)
+        affine, label = rule(_Step(node, graph, tensor, affine))
+        described.append(f"{label} ({_node_label(node)}) -> {list(affine.shape)}")
+        tensor = node.output[0]
+
+
 def _read_linear(model, graph, node, tensor, affine, described) -> FirstLayer:
     if node.op_type == "Conv":
-        weight, bias, geometry, pre_node = _conv_params(node, graph, affine)
+        weight, bias, geometry, affine = _conv_params(node, graph, affine)
+        channel_axis, out_shape = 1, geometry["output_shape"]
     else:
-        weight, bias, pre_node = _dense_params(node, graph, tensor, affine)
-        geometry = None
-    pre_name = pre_node.output[0]
+        weight, bias = _dense_params(node, graph, tensor, affine)
+        channel_axis = -1
+        out_shape = (1, weight.shape[0]) if node.op_type == "Gemm" else affine.shape[:-1] + (weight.shape[0],)
+    weight, bias, pre_name, after = _fold_after_linear(graph, node, weight, bias, out_shape, channel_axis)
     activation, post_name = _activation_after(graph, pre_name)
     common = dict(
         input_shape=model.input_shape,
@@ -460,16 +579,16 @@ def _read_linear(model, graph, node, tensor, affine, described) -> FirstLayer:
         post_name=post_name,
         linear_node=_node_label(node),
         preprocessing=described,
+        folded_after=after,
     )
-    if geometry is None:
+    if node.op_type != "Conv":
         dense_w, dense_b = _fold_dense(weight, bias, affine, int(np.prod(model.input_shape)))
-        out_shape = (1, weight.shape[0]) if node.op_type == "Gemm" else affine.shape[:-1] + (weight.shape[0],)
         return DenseLayer(output_shape=out_shape, weight=dense_w, bias=dense_b, **common)
     return ConvLayer(affine=affine, weight=weight, bias=bias, **geometry, **common)
 
 
 def _dense_params(node, graph, tensor, affine):
-    """(W (N, K), b (N,), node producing the pre-activation) for Gemm or MatMul(+Add)."""
+    """(W (N, K), b (N,)) of a Gemm or MatMul; a bias Add after a MatMul is folded by AFTER_LINEAR_RULES."""
     shape = affine.shape
     if node.op_type == "Gemm":
         attrs = node_attributes(node)
@@ -483,10 +602,13 @@ def _dense_params(node, graph, tensor, affine):
         _check_features(node, b_mat.shape[0], shape)
         weight = attrs.get("alpha", 1.0) * b_mat.T
         bias = np.zeros(weight.shape[0])
-        if len(node.input) > 2 and node.input[2]:
-            c = graph.constant(node.input[2], node, "bias C").astype(np.float64)
+        c = graph.optional_constant(node, 2, "bias C")
+        if c is not None:
+            c = c.astype(np.float64)
+            if np.broadcast_shapes(c.shape, (1, weight.shape[0])) != (1, weight.shape[0]):
+                raise UnsupportedModelError(f"Gemm node {_node_label(node)!r} has a bias C of shape {list(c.shape)}; one row of {weight.shape[0]} needs (N,) or (1, N)")
             bias = attrs.get("beta", 1.0) * np.broadcast_to(c, (1, weight.shape[0]))[0]
-        return weight, bias, node
+        return weight, bias
     if node.input[0] != tensor:
         raise UnsupportedModelError(f"MatMul node {_node_label(node)!r} takes the input as its right operand; smugir needs it on the left")
     b_mat = graph.constant(node.input[1], node, "weight").astype(np.float64)
@@ -495,15 +617,7 @@ def _dense_params(node, graph, tensor, affine):
             f"MatMul node {_node_label(node)!r} multiplies {list(shape)} by {list(b_mat.shape)}; smugir needs one row times a 2-D weight"
         )
     _check_features(node, b_mat.shape[0], shape)
-    weight, bias, pre_node = b_mat.T, np.zeros(b_mat.shape[1]), node
-    consumers = graph.consumers.get(node.output[0], [])
-    if len(consumers) == 1 and consumers[0].op_type == "Add" and node.output[0] not in graph.outputs:
-        add = consumers[0]
-        other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
-        if other in graph.constants:
-            bias = np.broadcast_to(graph.constants[other].astype(np.float64), (1, weight.shape[0]))[0].copy()
-            pre_node = add
-    return weight, bias, pre_node
+    return b_mat.T, np.zeros(b_mat.shape[1])
 
 
 def _check_features(node: onnx.NodeProto, k: int, shape: tuple[int, ...]) -> None:
@@ -514,13 +628,14 @@ def _check_features(node: onnx.NodeProto, k: int, shape: tuple[int, ...]) -> Non
 
 
 def _fold_dense(weight: np.ndarray, bias: np.ndarray, affine: InputAffine, n_inputs: int) -> tuple[np.ndarray, np.ndarray]:
-    """W_raw[:, index[k]] += W[:, k] * scale[k]; b_raw = b + W @ shift."""
+    """W_raw[:, index[k]] += W[:, k] * scale[k]; b_raw = b + W @ shift (constant elements add only to b)."""
     index, scale, shift = (a.reshape(-1) for a in (affine.index, affine.scale, affine.shift))
     folded = np.zeros((weight.shape[0], n_inputs))
     if np.array_equal(index, np.arange(index.size)):
         folded[:, : index.size] = weight * scale
     else:
-        np.add.at(folded.T, index, (weight * scale).T)
+        reads = index >= 0
+        np.add.at(folded.T, index[reads], (weight[:, reads] * scale[reads]).T)
     return folded, bias + weight @ shift
 
 
@@ -536,29 +651,183 @@ def _conv_params(node, graph, affine):
     group = int(attrs.get("group", 1))
     if shape[1] != weight.shape[1] * group or weight.shape[0] % group:
         raise UnsupportedModelError(f"Conv node {_node_label(node)!r}: weight {list(weight.shape)} and group {group} do not fit {shape[1]} input channels")
-    in_spatial = shape[2:]
-    window = conv_window(node, weight.shape, in_spatial)
-    out_spatial = window.output_spatial(in_spatial)
+    window = conv_window(node, weight.shape, shape[2:])
+    if any(d != 1 for d in window.dilations) and _text(attrs.get("auto_pad", "NOTSET")).startswith("SAME"):
+        raise UnsupportedModelError(
+            f"Conv node {_node_label(node)!r} combines auto_pad {_text(attrs['auto_pad'])} with dilations {window.dilations}, "
+            "which onnxruntime does not run; give explicit pads instead"
+        )
+    out_spatial = window.output_spatial(shape[2:])
     if min(out_spatial) < 1:
-        raise UnsupportedModelError(f"Conv node {_node_label(node)!r} produces an empty output from {list(in_spatial)}")
+        raise UnsupportedModelError(f"Conv node {_node_label(node)!r} produces an empty output from {list(shape[2:])}")
+    affine, extra_begin, extra_end = _zero_border_as_padding(affine)
     bias = np.zeros(weight.shape[0])
-    if len(node.input) > 2 and node.input[2]:
-        bias = graph.constant(node.input[2], node, "bias").astype(np.float64)
+    conv_bias = graph.optional_constant(node, 2, "bias")
+    if conv_bias is not None:
+        bias = conv_bias.astype(np.float64)
     geometry = dict(
         output_shape=(1, weight.shape[0], *out_spatial),
         strides=tuple(window.strides),
         dilations=tuple(window.dilations),
-        pads_begin=tuple(window.pads_begin),
-        pads_end=tuple(window.pads_end),
+        pads_begin=tuple(p + e for p, e in zip(window.pads_begin, extra_begin)),
+        pads_end=tuple(p + e for p, e in zip(window.pads_end, extra_end)),
         group=group,
     )
-    return weight, bias, geometry, node
+    return weight, bias, geometry, affine
+
+
+def _zero_border_as_padding(affine: InputAffine) -> tuple[InputAffine, list[int], list[int]]:
+    """Strip spatial border slabs that are constant 0 in z: a conv pads them itself (exactly the same)."""
+    rank = len(affine.shape)
+    begin, end = [0] * (rank - 2), [0] * (rank - 2)
+    if affine.index.min(initial=0) >= 0:
+        return affine, begin, end
+    for k, axis in enumerate(range(2, rank)):
+        zero = (affine.index == CONSTANT_ELEMENT) & (affine.shift == 0)
+        slab = zero.all(axis=tuple(a for a in range(rank) if a != axis))
+        size = slab.size
+        lead = int(np.argmin(slab)) if not slab.all() else size - 1
+        trail = int(np.argmin(slab[::-1])) if not slab.all() else 0
+        begin[k], end[k] = lead, trail
+        keep = [slice(None)] * rank
+        keep[axis] = slice(lead, size - trail)
+        affine = affine.layout(lambda a: a[tuple(keep)])
+    return affine, begin, end
+
+
+# --------------------------------------------------------------------------------------------------
+# After the linear op: per-channel affine ops folded into weight and bias (exactly, in float64).
+
+AfterLinearRule = Callable[[_Graph, onnx.NodeProto, str, np.ndarray, np.ndarray, tuple, int], "tuple[np.ndarray, np.ndarray, str] | None"]
+
+
+def _per_channel(value: np.ndarray, out_shape: tuple[int, ...], channel_axis: int) -> np.ndarray | None:
+    """The constant as one value per output channel, or None if it varies otherwise or reshapes the output."""
+    value = np.asarray(value, dtype=np.float64)
+    try:
+        if np.broadcast_shapes(value.shape, out_shape) != tuple(out_shape):
+            return None
+    except ValueError:
+        return None
+    full = np.moveaxis(np.broadcast_to(value, out_shape), channel_axis, 0).reshape(out_shape[channel_axis], -1)
+    if not np.all(full == full[:, :1]):
+        return None
+    return full[:, 0].copy()
+
+
+def _scale_rows(weight: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    return weight * factor.reshape((-1,) + (1,) * (weight.ndim - 1))
+
+
+def _after_arithmetic(graph, node, pre, weight, bias, out_shape, channel_axis):
+    """pre + c, pre - c, c - pre, pre * c, pre / c with c one constant per output channel."""
+    if len(node.input) != 2 or node.input[0] == node.input[1]:
+        return None
+    other = node.input[1] if node.input[0] == pre else node.input[0]
+    if other not in graph.constants:
+        return None
+    c = _per_channel(graph.constants[other], out_shape, channel_axis)
+    if c is None:
+        return None
+    op, first = node.op_type, node.input[0] == pre
+    if op == "Add":
+        return weight, bias + c, f"Add {_short(graph.constants[other])}"
+    if op == "Sub":
+        return (weight, bias - c, "Sub") if first else (-weight, c - bias, "Sub (from a constant)")
+    if op == "Mul":
+        return _scale_rows(weight, c), bias * c, f"Mul {_short(graph.constants[other])}"
+    if op == "Div" and first and np.all(c != 0):
+        return _scale_rows(weight, 1.0 / c), bias / c, f"Div {_short(graph.constants[other])}"
+    return None
+
+
+def _after_batch_norm(graph, node, pre, weight, bias, out_shape, channel_axis):
+    """Inference BatchNormalization: y = (pre - mean) / sqrt(var + eps) * scale + B, per channel."""
+    attrs = node_attributes(node)
+    if node.input[0] != pre or attrs.get("training_mode", 0) or any(node.output[1:]) or channel_axis != 1:
+        return None
+    if not all(name in graph.constants for name in node.input[1:5]):
+        return None
+    scale, b, mean, var = (np.ravel(graph.constants[n]).astype(np.float64) for n in node.input[1:5])
+    if not all(v.size == out_shape[1] for v in (scale, b, mean, var)):
+        return None
+    factor = scale / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
+    return _scale_rows(weight, factor), (bias - mean) * factor + b, "BatchNormalization"
+
+
+AFTER_LINEAR_RULES: dict[str, AfterLinearRule] = {
+    "Add": _after_arithmetic,
+    "Sub": _after_arithmetic,
+    "Mul": _after_arithmetic,
+    "Div": _after_arithmetic,
+    "BatchNormalization": _after_batch_norm,
+}
+
+
+def _fold_after_linear(graph, linear, weight, bias, out_shape, channel_axis):
+    """Fold the per-channel affine ops that follow the linear op; the pre-activation is the last one's output."""
+    pre, after = linear.output[0], []
+    while (node := graph.sole_consumer(pre)) is not None and node.op_type in AFTER_LINEAR_RULES:
+        folded = AFTER_LINEAR_RULES[node.op_type](graph, node, pre, weight, bias, tuple(out_shape), channel_axis)
+        if folded is None:
+            break
+        weight, bias, label = folded
+        after.append(f"{label} ({_node_label(node)})")
+        pre = node.output[0]
+    return weight, bias, pre, tuple(after)
+
+
+# --------------------------------------------------------------------------------------------------
+# The activation: one rule per op that reads the pre-activation.
+
+ActivationRule = Callable[[_Graph, onnx.NodeProto], Activation]
+
+
+def _clip_bounds(graph: _Graph, node: onnx.NodeProto) -> Activation:
+    """Clip's min/max: attributes before opset 11, optional (possibly empty) inputs from opset 11."""
+    if graph.opset < 11:
+        attrs = node_attributes(node)
+        low, high = attrs.get("min", -np.inf), attrs.get("max", np.inf)
+    else:
+        bounds = [graph.optional_constant(node, k, role) for k, role in ((1, "minimum"), (2, "maximum"))]
+        for value, role in zip(bounds, ("minimum", "maximum")):
+            if value is not None and np.size(value) != 1:
+                raise UnsupportedModelError(f"Clip node {_node_label(node)!r} has a {role} of shape {list(np.shape(value))}; ONNX needs a scalar")
+        low = -np.inf if bounds[0] is None else np.ravel(bounds[0])[0]
+        high = np.inf if bounds[1] is None else np.ravel(bounds[1])[0]
+    return Activation("Clip", (float(low), float(high)))
+
+
+ACTIVATION_RULES: dict[str, ActivationRule] = {
+    "Relu": lambda graph, node: Activation("Relu"),
+    "LeakyRelu": lambda graph, node: Activation("LeakyRelu", (float(node_attributes(node).get("alpha", 0.01)),)),
+    "Sigmoid": lambda graph, node: Activation("Sigmoid"),
+    "Tanh": lambda graph, node: Activation("Tanh"),
+    "Clip": _clip_bounds,
+    "HardSigmoid": lambda graph, node: Activation(
+        "HardSigmoid", (float(node_attributes(node).get("alpha", 0.2)), float(node_attributes(node).get("beta", 0.5)))
+    ),
+    "HardSwish": lambda graph, node: Activation("HardSwish"),
+}
+
+
+def _silu(graph: _Graph, pre: str) -> str | None:
+    """The output of Mul(pre, Sigmoid(pre)) when pre feeds exactly that pattern (how torch exports SiLU)."""
+    consumers = graph.consumers.get(pre, [])
+    if len(consumers) != 2 or pre in graph.outputs:
+        return None
+    sigmoid = next((n for n in consumers if n.op_type == "Sigmoid"), None)
+    mul = next((n for n in consumers if n.op_type == "Mul"), None)
+    if sigmoid is None or mul is None or graph.sole_consumer(sigmoid.output[0]) is not mul:
+        return None
+    return mul.output[0] if sorted(mul.input) == sorted([pre, sigmoid.output[0]]) else None
 
 
 def _activation_after(graph: _Graph, pre_name: str) -> tuple[Activation, str]:
-    consumers = graph.consumers.get(pre_name, [])
-    if len(consumers) == 1 and consumers[0].op_type in ACTIVATION_OPS and pre_name not in graph.outputs:
-        node = consumers[0]
-        alpha = float(node_attributes(node).get("alpha", 0.01))
-        return Activation(node.op_type, alpha), node.output[0]
+    silu = _silu(graph, pre_name)
+    if silu is not None:
+        return Activation("SiLU"), silu
+    node = graph.sole_consumer(pre_name)
+    if node is not None and node.op_type in ACTIVATION_RULES:
+        return ACTIVATION_RULES[node.op_type](graph, node), node.output[0]
     return Activation("none"), pre_name

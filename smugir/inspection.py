@@ -22,9 +22,17 @@ def inspect_model(path: str | os.PathLike) -> dict:
         "initializer_inputs": sum(1 for v in model.proto.graph.input if v.name in initializers),
         "outputs": [model.output.to_json()],
         "ops": [node.op_type for node in model.proto.graph.node],
+        "constant_subgraphs": _folding_json(model),
         "preprocessing": list(layer.preprocessing),
         "first_layer": layer.describe(),
     }
+
+
+def _folding_json(model) -> dict:
+    report = model.folding
+    if report is None:
+        return {"folded_nodes": 0, "constant_nodes": 0, "checked_against_onnxruntime": False}
+    return {"folded_nodes": report.folded_nodes, "constant_nodes": report.constant_nodes, "checked_against_onnxruntime": report.checked}
 
 
 def format_summary(summary: dict) -> str:
@@ -39,10 +47,20 @@ def format_summary(summary: dict) -> str:
         *(f"input       {i['name']!r} {i['shape']} {i['dtype']}" for i in summary["inputs"]),
         *(f"output      {o['name']!r} {o['shape']} {o['dtype']}" for o in summary["outputs"]),
         f"ops         {' -> '.join(ops)}  ({len(summary['ops'])} nodes)",
+        f"constants   {_constants_line(summary['constant_subgraphs'])}",
         f"folded      {'; '.join(summary['preprocessing']) or 'nothing (the linear layer reads the input directly)'}",
         f"first layer {layer['kind']} node {layer['node']!r}: {layer['neurons']} neurons, output {layer['output_shape']}",
+        *([f"            folded into it: {'; '.join(layer['folded_into_layer'])}"] if layer["folded_into_layer"] else []),
         f"            receptive field {layer['receptive_field_size']} input elements, activation {layer['activation']}",
         f"            tensors: pre {layer['pre_activation_tensor']!r}, post {layer['post_activation_tensor']!r}",
         "            geometry " + ", ".join(f"{k}={v}" for k, v in layer["geometry"].items()),
     ]
     return "\n".join(lines)
+
+
+def _constants_line(folding: dict) -> str:
+    if not folding["folded_nodes"] and not folding["constant_nodes"]:
+        return "none to fold"
+    checked = ", checked against onnxruntime" if folding["checked_against_onnxruntime"] else ""
+    return (f"{folding['folded_nodes']} nodes computed from constants and {folding['constant_nodes']} Constant nodes "
+            f"became initializers at load time{checked}")

@@ -23,6 +23,7 @@ from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
 from smugir.errors import ModelFileError, UnsafeModelError, UnsupportedModelError
+from smugir.folding import FoldingReport, fold_constants
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Model:
     sha256: str
     data_input: TensorInfo
     output: TensorInfo
+    folding: FoldingReport | None = None  # what load_model folded (constant subgraphs)
     _sessions: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -152,7 +154,8 @@ def load_model(path: str | os.PathLike) -> Model:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{str(path)!r} fails the ONNX checker: {first_line}") from None
     data_input, output = _single_input_and_output(proto, path)
-    return Model(path=path, proto=proto, sha256=hashlib.sha256(raw).hexdigest(), data_input=data_input, output=output)
+    proto, folding = fold_constants(proto, data_input.name, make_session)
+    return Model(path=path, proto=proto, sha256=hashlib.sha256(raw).hexdigest(), data_input=data_input, output=output, folding=folding)
 
 
 def model_from_proto(proto: onnx.ModelProto, path: Path, sha256: str) -> Model:

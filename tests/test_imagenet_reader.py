@@ -1,0 +1,63 @@
+"""Both EfficientNet-Lite0 exports, read as torch wrote them (constant subgraphs, Pad, BatchNormalization, Clip)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smugir.firstlayer import ConvLayer, first_layer
+from smugir.model import load_model
+
+ROOT = Path(__file__).parent.parent
+EXPORTS = {
+    "folded": ROOT / "examples" / "imagenet" / "efficientnet_lite0.onnx",
+    "bn": ROOT / "tests" / "data" / "imagenet" / "efficientnet_lite0_bn.onnx",
+}
+
+
+@pytest.fixture(scope="module", params=sorted(EXPORTS))
+def export(request):
+    model = load_model(EXPORTS[request.param])
+    return request.param, model, first_layer(model)
+
+
+def test_constant_subgraphs_are_folded_and_checked(export):
+    name, model, _ = export
+    ops = {node.op_type for node in model.proto.graph.node}
+    assert ops.isdisjoint({"Constant", "ConstantOfShape", "Concat", "Slice", "Shape", "Gather", "Cast"})
+    assert model.folding.checked and model.folding.folded_nodes > 100
+
+
+def test_stem_is_read_with_its_pad_batch_norm_and_relu6(export):
+    name, _, layer = export
+    assert isinstance(layer, ConvLayer)
+    assert layer.activation.label == "Clip(0, 6)"
+    assert layer.output_shape == (1, 32, 112, 112)
+    assert (layer.pads_begin, layer.pads_end, layer.strides) == ((0, 0), (1, 1), (2, 2))
+    assert layer.folded_after == (("BatchNormalization (/_bn0/BatchNormalization)",) if name == "bn" else ())
+    assert layer.receptive_field_size() == 27
+
+
+def test_preactivations_equal_onnxruntime(export):
+    _, model, layer = export
+    rng = np.random.default_rng(0)
+    for x in (rng.uniform(-1, 1, size=model.input_shape), np.ones(model.input_shape)):
+        x = x.astype(np.float32)
+        _, pre, post = model.run(x, (layer.pre_name, layer.post_name))
+        mine = layer.preactivations(x)
+        assert np.abs(mine - pre.reshape(-1)).max() <= 1e-5 * np.abs(pre).max()
+        assert np.abs(layer.activations(x) - post.reshape(-1)).max() <= 1e-5 * max(1.0, np.abs(post).max())
+
+
+def test_neuron_terms_reproduce_preactivations_at_the_padded_border(export):
+    _, model, layer = export
+    x = np.random.default_rng(1).uniform(-1, 1, size=model.input_shape).astype(np.float32)
+    pre = layer.preactivations(x)
+    flat = x.reshape(-1).astype(np.float64)
+    corner = np.ravel_multi_index((5, 111, 111), layer.output_shape[1:])  # reads the bottom-right pad
+    for i in (0, 12345, int(corner), layer.n_neurons - 1):
+        terms = layer.neuron(i)
+        assert terms.coefficients @ flat[terms.field] + terms.constant == pytest.approx(pre[i], rel=1e-9, abs=1e-9)
+    assert layer.neuron(int(corner)).field.size == 3 * 2 * 2
