@@ -22,6 +22,9 @@ from smugir.model import batched_session
 
 TARGETS = ("probability", "logit")
 GRAD_OPSET = 17
+# Points per onnxruntime call times their size. Measured on EfficientNet-Lite0 (224 x 224): 1 to 8
+# points per call are as fast per point as 100, and a call of 111 points held about 4 GB.
+BATCH_ELEMENTS = 1 << 20
 CLASS_INPUT = "smugir_class_index"
 
 
@@ -408,7 +411,7 @@ class GradientGraph:
 
     name = "gradient-graph"
 
-    def __init__(self, model: onnx.ModelProto, wrt: str, target: str = "probability", max_batch_elements: int = 1 << 24):
+    def __init__(self, model: onnx.ModelProto, wrt: str, target: str = "probability", max_batch_elements: int = BATCH_ELEMENTS):
         self.wrt = wrt
         self.shape = _static_shapes(model).get(wrt)
         if self.shape is None:
@@ -436,7 +439,7 @@ class FiniteDifferences:
 
     name = "finite-differences"
 
-    def __init__(self, model: onnx.ModelProto, target: str = "probability", max_batch_elements: int = 1 << 24):
+    def __init__(self, model: onnx.ModelProto, target: str = "probability", max_batch_elements: int = BATCH_ELEMENTS):
         if target not in TARGETS:
             raise ValueError(f"unknown target {target!r}; accepted: {', '.join(TARGETS)}")
         from smugir.model import expose_outputs

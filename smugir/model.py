@@ -344,7 +344,8 @@ def batched_session(proto: onnx.ModelProto, input_name: str, shape: tuple[int, .
             together = candidate.run(None, {input_name: probe, **extra})
         except Exception:  # noqa: BLE001 (onnxruntime refuses the batched graph, e.g. a Reshape to a fixed size)
             continue
-        if all(np.allclose(np.asarray(together[k])[i], np.asarray(apart[i][k])[0], rtol=1e-5, atol=1e-6)
-               for k in range(len(together)) for i in range(2)):
+        if all(np.asarray(out).shape[:1] == (2,) for out in together) and all(
+                np.allclose(np.asarray(together[k])[i], np.asarray(apart[i][k])[0], rtol=1e-5, atol=1e-6)
+                for k in range(len(together)) for i in range(2)):
             return candidate, True
     return single, False

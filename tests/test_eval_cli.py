@@ -198,7 +198,8 @@ def test_a_rerun_with_other_settings_is_refused(clean_run, tmp_path):
     run_evaluation(plan, photos[:1], ("gradcam",), out, identity={"gamma": 0.5})
     with pytest.raises(InputError, match="gamma differ"):
         run_evaluation(plan, photos[:1], ("gradcam",), out, identity={"gamma": 0.9})
-    run_evaluation(plan, photos[:1], ("gradcam",), out, identity={"gamma": 0.9}, fresh=True)
+    again = run_evaluation(plan, photos[:1], ("gradcam",), out, identity={"gamma": 0.9}, replace_other=True)
+    assert again.reused == 0 and (again.computed == 1 or again.misclassified)
 
 
 @pytest.mark.slow
@@ -226,8 +227,12 @@ def test_eval_shows_progress_and_a_rerun_continues(tmp_path, capsys):
     assert main(command + ["--methods", "gradcam,ig,optbox"]) == 0  # one more method: only it is computed
     again = capsys.readouterr().out
     assert "4 method runs recorded by an earlier run" in again and "IG" in again
-    assert main(command + ["--gamma", "0.9"]) == 2
-    assert "gamma" in capsys.readouterr().err
+    assert main(command + ["--gamma", "0.9"]) == 0  # no SMUG method: gamma does not define these results
+    capsys.readouterr()
+    assert main(command + ["--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "made with other settings (seed differ)" in err and err.count("\n") == 1
+    assert main(command + ["--seed", "1", "--force"]) == 0
 
 
 def test_image_folders_are_read_by_the_workers_with_labels_from_file_names(tmp_path, capsys):

@@ -52,7 +52,7 @@ def _common(command: argparse.ArgumentParser, methods: str) -> None:
     command.add_argument("--solver", default=DEFAULT_SOLVER, help=f"SMUG's solver (default {DEFAULT_SOLVER})")
     command.add_argument("--timeout", type=float, help="seconds for SMUG's solver per input; the best mask so far is kept")
     command.add_argument("--seed", type=int, default=0, help="seed of SmoothGrad's noise and of the randomised weights (default 0)")
-    command.add_argument("--out", help="folder for the results and figures (created if missing; eval: a rerun continues in it, --force starts over)")
+    command.add_argument("--out", help="folder for the results and figures (created if missing; eval: a rerun continues in it, --force recomputes results made with other settings)")
 
 
 def add_commands(commands) -> None:
@@ -127,8 +127,7 @@ def _eval(args: argparse.Namespace) -> int:
     if is_text_model(model):
         return _eval_text(args)
     check_methods(args.methods, extra=(OPTBOX,))
-    resuming = bool(args.out) and (Path(args.out) / RECORDS).exists() and not args.force
-    if args.out and not resuming:
+    if args.out and not (Path(args.out) / RECORDS).exists():  # else a rerun: it continues in the folder
         check_folder(args.out, EVAL_FILES, args.force)
     model, setting = _model_and_setting(args, model)
     photos = load_photos(args.dataset, model, setting.layout, args.pixels, args.scale, args.mean, args.std, args.limit,
@@ -147,14 +146,12 @@ def _eval(args: argparse.Namespace) -> int:
     methods = [m for m in args.methods if m not in missing]
     plan = Plan(str(Path(args.model).resolve()), setting, Reading(args.scale, tuple(args.mean), tuple(args.std)),
                 args.correct_only, MAX_THRESHOLDS)
-    identity = {"model_sha256": model.sha256, **setting.smug, "target": setting.target, "seed": setting.seed,
-                "black": setting.low.tolist(), "white": setting.high.tolist(), "correct_only": args.correct_only,
-                "reading": [args.scale, list(args.mean), list(args.std), args.pixels], "max_thresholds": MAX_THRESHOLDS}
+    identity = {"model_sha256": model.sha256, "reading": [args.scale, list(args.mean), list(args.std), args.pixels]}
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(args.out) if args.out else Path(scratch) / "eval"
         with _progress_bar() as progress:
             report = run_evaluation(plan, photos, methods, out, args.workers, args.scheduler, progress, identity,
-                                    fresh=bool(args.force))
+                                    replace_other=bool(args.force))
         if report.reused:
             print(f"{report.reused} method runs recorded by an earlier run in {out / RECORDS}, {report.computed} computed now")
         for error in report.errors:

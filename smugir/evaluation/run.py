@@ -13,6 +13,7 @@ settings) and a rerun with other settings is refused.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -207,21 +208,30 @@ def run_evaluation(
     scheduler: str | None = None,
     progress: Progress | None = None,
     identity: dict[str, Any] | None = None,
-    fresh: bool = False,
+    replace_other: bool = False,
 ) -> RunReport:
     """Score `methods` on every photo not yet recorded in `out`; the records of all of them back.
 
-    `identity` (model hash, settings) is stored in run.json; a rerun with a different one is
-    refused, with `fresh` the earlier records are discarded instead."""
+    `identity` (model hash, preprocessing, ...) and, for the SMUG methods, SMUG's options define a
+    method's results: every line carries the digest of its settings (described in run.json). A
+    rerun whose settings differ for results already recorded is refused, or with `replace_other`
+    recomputes those results."""
     out = Path(out)
     if not out.parent.is_dir():
         raise InputError(f"cannot create {str(out)!r}: the folder {str(out.parent)!r} does not exist")
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     (out / MAPS).mkdir(parents=True, exist_ok=True)
-    _check_identity(out, identity or {}, fresh)
+    identity = dict(identity or {})
+    digests = {m: _remember(out, _settings_of(identity, plan, m)) for m in (*methods, MISCLASSIFIED)}
     results = ResultsFile(out / RECORDS)
-    done = results.done
+    ids = {photo.id for photo in photos}
+    current = {i: line for i, line in results.records.items() if line.get("status") != "error" and line.get("sample") in ids}
+    stale = {i for i, line in current.items() if line.get("method", MISCLASSIFIED) in digests
+             and line.get("settings") != digests[line.get("method", MISCLASSIFIED)]}
+    if stale and not replace_other:
+        _refuse(out, stale, current, digests)
+    done = set(current) - stale
     tasks = []
     for photo in photos:
         if record_id(photo.id, MISCLASSIFIED) in done:
@@ -239,6 +249,7 @@ def run_evaluation(
         nonlocal computed
         record = dict(result.record)
         sample = record["sample"]
+        record["settings"] = digests[record.get("method", MISCLASSIFIED)]
         if result.image is not None:
             _save_array(out / MAPS / f"{sample}.npy", result.image)
         if result.map is not None:
@@ -272,24 +283,64 @@ def _save_array(path: Path, array: np.ndarray) -> Path:
     return write_atomically(path, lambda stream: np.save(stream, array, allow_pickle=False), force=True)
 
 
-def _check_identity(out: Path, identity: dict[str, Any], fresh: bool) -> None:
+SMUG_METHODS = ("smug", "smug_base", "smug_default")
+
+
+def _settings_of(identity: dict[str, Any], plan: Plan, method: str) -> dict[str, Any]:
+    """What defines a method's results: the run's identity, and SMUG's options for the SMUG methods."""
+    settings = {**identity, "max_thresholds": plan.max_thresholds, "only_correct": plan.only_correct}
+    if method != MISCLASSIFIED:
+        settings.update(method=method, target=plan.setting.target, seed=plan.setting.seed,
+                        black=plan.setting.low.tolist(), white=plan.setting.high.tolist())
+    if method in SMUG_METHODS:
+        settings["smug"] = dict(plan.setting.smug)
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
+
+
+def _remember(out: Path, settings: dict[str, Any]) -> str:
+    """The digest of `settings`, described in run.json (digest -> settings) for people and for `_refuse`."""
+    text = json.dumps(settings, sort_keys=True)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    known = _described(out)
+    if digest not in known:
+        known[digest] = settings
+        write_text(out / SETTINGS, json.dumps(known, indent=1, sort_keys=True) + "\n", force=True)
+    return digest
+
+
+def _described(out: Path) -> dict[str, Any]:
     path = out / SETTINGS
-    stored = json.dumps(identity, sort_keys=True, default=str)
-    if path.exists() and not fresh:
-        try:
-            earlier = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError(f"{str(path)!r} is not a smugir run file; choose another --out") from None
-        now = json.loads(stored)
-        changed = sorted(k for k in set(earlier) | set(now) if earlier.get(k) != now.get(k))
-        if changed:
-            raise InputError(f"{str(out)!r} holds results of another run ({', '.join(changed)} differ); "
-                             "choose another --out, or --force to discard them")
-        return
-    if fresh:
-        for name in (RECORDS, SETTINGS):
-            (out / name).unlink(missing_ok=True)
-    write_text(path, stored + "\n", force=True)
+    if not path.exists():
+        return {}
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{str(path)!r} is not a smugir run file; choose another --out") from None
+    if not isinstance(known, dict):
+        raise InputError(f"{str(path)!r} is not a smugir run file; choose another --out")
+    return known
+
+
+def _refuse(out: Path, stale: set[str], current: dict[str, dict], digests: dict[str, str]) -> None:
+    known = _described(out)
+    line = current[sorted(stale)[0]]
+    method = line.get("method", MISCLASSIFIED)
+    before, now = known.get(line.get("settings"), {}), known.get(digests[method], {})
+    changed = _changed(before, now) or ["settings"]
+    methods = sorted({current[i].get("method", MISCLASSIFIED) for i in stale})
+    raise InputError(f"{str(out)!r} holds {len(stale)} results ({', '.join(methods)}) made with other settings "
+                     f"({', '.join(changed[:4])} differ); choose another --out, or --force to recompute them")
+
+
+def _changed(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> list[str]:
+    names = []
+    for key in sorted(set(before) | set(now)):
+        a, b = before.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += _changed(a, b, f"{prefix}{key}.")
+        elif a != b:
+            names.append(prefix + key)
+    return names
 
 
 def _report(results: ResultsFile, photos: Sequence[Photo], methods: Sequence[str], computed: int, seconds: float) -> RunReport:
