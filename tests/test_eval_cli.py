@@ -233,6 +233,12 @@ def test_eval_shows_progress_and_a_rerun_continues(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "made with other settings (seed differ)" in err and err.count("\n") == 1
     assert main(command + ["--seed", "1", "--force"]) == 0
+    capsys.readouterr()
+    assert main(command + ["--seed", "1", "--methods", "gradcam,optbox,smoothgrad", "--report-only"]) == 0
+    report = capsys.readouterr().out
+    assert "4 method runs recorded by an earlier run" in report and "0 computed now" in report
+    assert "no input has a record of every method yet (2 have some)" in report  # smoothgrad was never run
+    assert main(["eval", str(RESNET), CIFAR_SAMPLES, "--report-only", "--out", str(tmp_path / "none")]) == 2
 
 
 def test_image_folders_are_read_by_the_workers_with_labels_from_file_names(tmp_path, capsys):

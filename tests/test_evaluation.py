@@ -365,6 +365,17 @@ def test_randomisation_changes_exactly_the_intended_layers(path):
     assert all(np.array_equal(v, original[k]) for k, v in _initializers(model.proto).items())
 
 
+def test_a_few_steps_spread_over_the_depth_and_end_with_every_layer():
+    model = load_model(RESNET)
+    every = list(steps(model, "cascading"))
+    few = list(steps(model, "cascading", max_steps=2))
+    assert [s.index for s in few] == [0, round((len(every) - 1 + 1) / 2), len(every) - 1]
+    assert few[-1].layers == every[-1].layers
+    assert [s.layers for s in steps(model, "independent", max_steps=1)][-1] == (every[-1].layers[-1],)
+    with pytest.raises(InputError, match=">= 1"):
+        list(steps(model, "cascading", max_steps=0))
+
+
 def test_cascading_keeps_the_random_weights_of_layers_already_randomised():
     model = load_model(CIFAR)
     first, second = list(steps(model, "cascading"))[1:3]

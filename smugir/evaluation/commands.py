@@ -69,6 +69,7 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--figure-inputs", type=_positive, default=6, help="inputs shown in maps.png (default 6)")
     evaluate.add_argument("--label-from-name", action="store_true",
                           help="image folders: the label is the number a file name starts with (0042_goldfish.jpg: 42)")
+    evaluate.add_argument("--report-only", action="store_true", help="compute nothing: the table and figures of what --out records")
     evaluate.add_argument("--workers", type=_positive, default=1, help="local worker processes, one input each at a time (default 1)")
     evaluate.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run on that cluster instead (extra 'dist')")
     evaluate.set_defaults(run=_eval)
@@ -81,6 +82,7 @@ def add_commands(commands) -> None:
     )
     _common(sanity, SANITY_METHODS)
     sanity.add_argument("--modes", type=_names, default=_names(SANITY_MODES), help=f"randomisations (default {SANITY_MODES})")
+    sanity.add_argument("--steps", type=_positive, help="randomised models per mode, spread over the depth (default: one per layer)")
     sanity.set_defaults(run=_sanity)
 
 
@@ -113,11 +115,12 @@ def _eval(args: argparse.Namespace) -> int:
     _require_packages("eval")
     import tempfile
 
+    from smugir.errors import InputError
     from smugir.evaluation.baselines import check_methods, unavailable
     from smugir.evaluation.comparison import OPTBOX, summarize
     from smugir.evaluation.metrics import MAX_THRESHOLDS
     from smugir.evaluation.report import display_name, print_table, summary_table
-    from smugir.evaluation.run import RECORDS, Plan, Reading, run_evaluation
+    from smugir.evaluation.run import RECORDS, Plan, Reading, complete_inputs, run_evaluation
     from smugir.evaluation.samples import load_photos
     from smugir.exporters.files import check_folder
     from smugir.model import load_model
@@ -127,14 +130,14 @@ def _eval(args: argparse.Namespace) -> int:
     if is_text_model(model):
         return _eval_text(args)
     check_methods(args.methods, extra=(OPTBOX,))
+    if args.report_only and not (args.out and (Path(args.out) / RECORDS).exists()):
+        raise InputError(f"--report-only reads the records of an earlier run: {args.out or '(no --out)'!r} holds no {RECORDS}")
     if args.out and not (Path(args.out) / RECORDS).exists():  # else a rerun: it continues in the folder
         check_folder(args.out, EVAL_FILES, args.force)
     model, setting = _model_and_setting(args, model)
     photos = load_photos(args.dataset, model, setting.layout, args.pixels, args.scale, args.mean, args.std, args.limit,
                          args.label_from_name, 2 * args.figure_inputs)
     if args.correct_only and any(photo.label is None for photo in photos):
-        from smugir.errors import InputError
-
         raise InputError("keeping only the correctly classified inputs needs labels, and the dataset has none"
                          " (image folders: --label-from-name)")
     if args.truth:
@@ -151,7 +154,7 @@ def _eval(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path(scratch) / "eval"
         with _progress_bar() as progress:
             report = run_evaluation(plan, photos, methods, out, args.workers, args.scheduler, progress, identity,
-                                    replace_other=bool(args.force))
+                                    replace_other=bool(args.force), compute=not args.report_only)
         if report.reused:
             print(f"{report.reused} method runs recorded by an earlier run in {out / RECORDS}, {report.computed} computed now")
         for error in report.errors:
@@ -160,10 +163,16 @@ def _eval(args: argparse.Namespace) -> int:
             print(f"nothing scored: the model misclassifies all {len(report.misclassified)} inputs" if report.misclassified
                   else "nothing scored")
             return 1 if report.errors else 0
+        complete = complete_inputs(report.records, methods)
+        partial = len({r.sample for r in report.records}) - len(complete)
+        report = replace(report, records=[r for r in report.records if r.sample in complete])
+        if not complete:
+            print(f"no input has a record of every method yet ({partial} have some)")
+            return 1 if report.errors else 0
         rows = summarize(report.records, seed=args.seed)
-        scored = len({r.sample for r in report.records})
         skipped = f", {len(report.misclassified)} misclassified skipped" if report.misclassified else ""
-        print_table(summary_table(rows, f"{model.path.name}: {scored} inputs{skipped} (LSC: lower is better)"))
+        unfinished = f", {partial} with some methods missing left out" if partial else ""
+        print_table(summary_table(rows, f"{model.path.name}: {len(complete)} inputs{skipped}{unfinished} (LSC: lower is better)"))
         if args.out:
             _write_eval(args, out, report, rows)
     return 1 if report.errors else 0
@@ -309,7 +318,7 @@ def _sanity(args: argparse.Namespace) -> int:
         check_folder(args.out, SANITY_FILES, args.force)
     model, samples, setting = _setup(args)
     result = sanity_check(model, samples.inputs, samples.labels, args.methods, args.modes, setting, samples.ids, args.seed,
-                          progress=lambda items: track(items, description="randomising", transient=True))
+                          progress=lambda items: track(items, description="randomising", transient=True), max_steps=args.steps)
     for method, reason in result.unavailable.items():
         print(f"unavailable {display_name(method)}: {reason}")
     if not result.records:

@@ -209,13 +209,14 @@ def run_evaluation(
     progress: Progress | None = None,
     identity: dict[str, Any] | None = None,
     replace_other: bool = False,
+    compute: bool = True,
 ) -> RunReport:
     """Score `methods` on every photo not yet recorded in `out`; the records of all of them back.
 
     `identity` (model hash, preprocessing, ...) and, for the SMUG methods, SMUG's options define a
     method's results: every line carries the digest of its settings (described in run.json). A
     rerun whose settings differ for results already recorded is refused, or with `replace_other`
-    recomputes those results."""
+    recomputes those results. `compute=False` only reads what is recorded."""
     out = Path(out)
     if not out.parent.is_dir():
         raise InputError(f"cannot create {str(out)!r}: the folder {str(out.parent)!r} does not exist")
@@ -237,7 +238,7 @@ def run_evaluation(
         if record_id(photo.id, MISCLASSIFIED) in done:
             continue
         missing = tuple(m for m in methods if record_id(photo.id, m) not in done)
-        if missing:
+        if missing and compute:
             tasks.append((photo, missing))
     runs = sum(len(missing) for _, missing in tasks)
     advance = progress(len(tasks), runs) if progress else (lambda what, count, photo_done: None)
@@ -372,3 +373,11 @@ def figure_comparison(out: str | os.PathLike, report: RunReport) -> Comparison:
             maps[(record.sample, record.method)] = np.load(flat, allow_pickle=False)
     shown = [r for r in report.records if r.sample in images]
     return Comparison(shown, maps, images, report.misclassified)
+
+
+def complete_inputs(records: Sequence[Record], methods: Sequence[str]) -> set[str]:
+    """The inputs every one of `methods` has a record for: the table compares methods on the same inputs."""
+    have: dict[str, set[str]] = {}
+    for record in records:
+        have.setdefault(record.sample, set()).add(record.method)
+    return {sample for sample, done in have.items() if done >= set(methods)}
