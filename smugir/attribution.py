@@ -82,12 +82,13 @@ def integrated_gradients(
     return IGResult(scores.reshape(-1), n, error, f_h, f_0, target, provider.name, time.perf_counter() - start)
 
 
-def top_k(scores: np.ndarray, activations: np.ndarray, k: int) -> np.ndarray:
-    """Up to k neurons with positive score and positive activation, highest score first."""
+def top_k(scores: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
+    """Up to k neurons with positive score among the eligible ones (True, or a value > 0, e.g. a
+    positive activation), highest score first."""
     if int(k) < 1:
         raise InputError(f"top_k must be >= 1, got {k}")
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    eligible = np.flatnonzero((scores > 0) & (np.asarray(activations).reshape(-1) > 0))
+    eligible = np.flatnonzero((scores > 0) & (np.asarray(eligible).reshape(-1) > 0))
     order = eligible[np.argsort(-scores[eligible], kind="stable")]
     return order[: int(k)].astype(np.int64)
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from smugir.constraints import DEFAULT_FORMULATION
 from smugir.datasets import Item
 from smugir.errors import InputError, SmugError
 from smugir.executor import run_tasks
@@ -49,6 +50,7 @@ class BatchOptions:
     image_shape: tuple[int, int] | None = None
     margin: float = 0.0
     rank: str = "ig"
+    formulation: str = DEFAULT_FORMULATION
     solver: str = DEFAULT_SOLVER
     timeout: float | None = None  # seconds for the solver per input; the best mask so far is kept
     input_timeout: float | None = None  # wall-clock seconds per input (local runs): then an error line
@@ -135,7 +137,7 @@ def _explain(model_path: str, item: Item, options: BatchOptions) -> ItemResult:
             raise InputError("a text model needs sentences and a vocabulary (--vocab)")
         setup, words, _ = prepare_sentence(
             model, item.x, _vocabulary(options.vocab), options.baseline, top_k=options.top_k, gamma=options.gamma,
-            method=options.method, ig_steps=options.ig_steps, rank=options.rank,
+            method=options.method, ig_steps=options.ig_steps, rank=options.rank, formulation=options.formulation,
         )
         explanation = finish(setup, options.solver, options.timeout)
         kept = [bool(k) for k in explanation.unit_mask[: len(words)]]
@@ -147,7 +149,7 @@ def _explain(model_path: str, item: Item, options: BatchOptions) -> ItemResult:
     setup = prepare(
         model, item.x, top_k=options.top_k, gamma=options.gamma, window=options.window, segments=segments,
         baseline=options.baseline, method=options.method, ig_steps=options.ig_steps, layout=options.layout,
-        image_shape=options.image_shape, margin=options.margin, rank=options.rank,
+        image_shape=options.image_shape, margin=options.margin, rank=options.rank, formulation=options.formulation,
     )
     explanation = finish(setup, options.solver, options.timeout)
     return ItemResult(_summary(explanation), {"mask": explanation.mask, "saliency": explanation.saliency.astype(np.float32)})
@@ -160,6 +162,7 @@ def _summary(explanation) -> dict[str, Any]:
         "explained": explanation.label,
         "predicted": explanation.predicted,
         "status": explanation.status,
+        "formulation": explanation.settings.get("formulation"),
         "objective": explanation.objective,
         "bound": explanation.bound,
         "units": explanation.units.n_units,

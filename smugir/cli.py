@@ -62,7 +62,7 @@ def _image_setup(args: argparse.Namespace, model, x=None, label=None):
     return prepare(
         model, x, label=label, top_k=args.top_k, gamma=args.gamma, window=args.window, segments=segments,
         baseline=args.baseline, method=args.method, ig_steps=args.ig_steps, layout=args.layout,
-        image_shape=args.image_shape, margin=args.margin, rank=args.rank,
+        image_shape=args.image_shape, margin=args.margin, rank=args.rank, formulation=args.formulation,
     )
 
 
@@ -74,7 +74,7 @@ def _text_options(args: argparse.Namespace, model) -> dict:
         raise InputError(f"{args.model!r} is a text model (integer token ids); pass --vocab VOCAB.txt and a sentence as INPUT")
     return {
         "vocabulary": Vocabulary.load(args.vocab), "baseline": args.baseline, "top_k": args.top_k, "gamma": args.gamma,
-        "method": args.method, "ig_steps": args.ig_steps, "rank": args.rank,
+        "method": args.method, "ig_steps": args.ig_steps, "rank": args.rank, "formulation": args.formulation,
     }
 
 
@@ -240,7 +240,7 @@ def _batch(args: argparse.Namespace) -> int:
     options = BatchOptions(
         top_k=args.top_k, gamma=args.gamma, window=args.window, segments=args.segments, baseline=args.baseline,
         method=args.method, ig_steps=args.ig_steps, layout=args.layout, image_shape=args.image_shape,
-        margin=args.margin, rank=args.rank, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
+        margin=args.margin, rank=args.rank, formulation=args.formulation, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
         input_timeout=args.input_timeout,
     )
     with _progress_bar() as start:

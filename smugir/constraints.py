@@ -2,8 +2,17 @@
 
 The masked input is x' = b + m_u (x - b) per element (b the baseline), so every first-layer
 pre-activation is affine in the mask: pre_i(x') = pre_i(x_b) + sum_u a_iu m_u with
-a_iu = sum over elements e of unit u of w_ie (x_e - b_e). SMUG asks pre_i(x') > gamma * pre_i(x)
-for each kept neuron i; all coefficients are computed in float64 from the receptive fields.
+a_iu = sum over elements e of unit u of w_ie (x_e - b_e). All coefficients are computed in float64
+from the receptive fields. Two formulations of "keep neuron i active" (`FORMULATIONS`):
+
+- "baseline-relative" (the default): pre_i(x') - pre_i(x_b) > gamma * (pre_i(x) - pre_i(x_b)), i.e.
+  the kept units must bring back at least a gamma share of what the input added to the neuron over
+  the baseline: sum_u a_iu m_u > gamma * (pre_i(x) - pre_i(x_b)). With gamma >= 0 and neurons the
+  input moved up (pre_i(x) > pre_i(x_b)), the empty mask never satisfies it and the full mask always
+  does, so the answer always says which units matter.
+- "published" (the SMUG paper): pre_i(x') > gamma * pre_i(x). On networks whose first layer carries
+  a large bias (BatchNormalization folded into the conv), the baseline alone often satisfies it
+  and the minimal mask is empty: the explanation says nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +27,32 @@ from smugir.problem import MaskProblem, NetworkMaskProblem
 from smugir.units import MaskUnits
 
 
+FORMULATIONS = ("baseline-relative", "published")
+DEFAULT_FORMULATION = "baseline-relative"  # measured better: benchmarks/bench_formulation.py, README
+
+
+def check_formulation(formulation: str) -> str:
+    if formulation not in FORMULATIONS:
+        raise InputError(f"unknown formulation {formulation!r}; accepted: {', '.join(FORMULATIONS)}")
+    return formulation
+
+
 def check_gamma(gamma: float) -> float:
     if not (0.0 <= float(gamma) < 1.0):
         raise InputError(f"gamma must be in [0, 1), got {gamma}")
     return float(gamma)
+
+
+def eligible_neurons(layer: FirstLayer, x: np.ndarray, baseline: np.ndarray, formulation: str = DEFAULT_FORMULATION) -> np.ndarray:
+    """The neurons a formulation may keep (bool, flat). Published: a positive activation on x.
+    Baseline-relative: the neurons the input moved, act(pre_i(x)) > act(pre_i(x_b)) with the layer's
+    own activation. For a strictly increasing activation that is pre_i(x) > pre_i(x_b); for ReLU it
+    also needs pre_i(x) > 0; for ReLU6 (Clip(0, 6)) pre_i(x) > max(pre_i(x_b), 0) and pre_i(x_b) < 6:
+    a neuron dead on x, or saturated at 6 on the baseline already, passes nothing new downstream, so
+    asking the mask to raise its pre-activation would constrain what the network does not see."""
+    if check_formulation(formulation) == "published":
+        return layer.activations(x).reshape(-1) > 0
+    return layer.activations(x).reshape(-1) > layer.activations(baseline).reshape(-1)
 
 
 def smug_problem(
@@ -33,9 +64,11 @@ def smug_problem(
     gamma: float,
     weights: np.ndarray | None = None,
     metadata: Mapping[str, Any] | None = None,
+    formulation: str = DEFAULT_FORMULATION,
 ) -> MaskProblem:
-    """minimise sum m s.t. pre_i(masked x) > gamma * pre_i(x) for every neuron in `neurons`."""
+    """minimise sum m s.t. every neuron in `neurons` stays active in the chosen formulation (module doc)."""
     gamma = check_gamma(gamma)
+    relative = check_formulation(formulation) == "baseline-relative"
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     base = np.where(units.unit_of >= 0, np.asarray(baseline, dtype=np.float64).reshape(-1), x)
     neurons = np.asarray(neurons, dtype=np.int64)
@@ -49,9 +82,9 @@ def smug_problem(
         coefficients[row] = np.bincount(unit[inside], contribution[inside], minlength=units.n_units)
         pre_x = terms.coefficients @ x[terms.field] + terms.constant
         pre_base = terms.coefficients @ base[terms.field] + terms.constant
-        bounds[row] = gamma * pre_x - pre_base
+        bounds[row] = gamma * (pre_x - pre_base) if relative else gamma * pre_x - pre_base
     weights = np.ones(units.n_units) if weights is None else np.asarray(weights, dtype=np.float64)
-    info = {"variant": "smug", "gamma": gamma, "neurons": neurons.tolist(), "units": units.description, **(metadata or {})}
+    info = {"variant": "smug", "formulation": formulation, "gamma": gamma, "neurons": neurons.tolist(), "units": units.description, **(metadata or {})}
     return MaskProblem(coefficients=coefficients, bounds=bounds, weights=weights, metadata=info)
 
 

@@ -15,7 +15,9 @@ import numpy as np
 
 from smugir.attribution import IGResult, first_layer_attribution, top_k as select_top_k
 from smugir.baseline import make_baseline
-from smugir.constraints import base_saliency, check_gamma, network_problem, receptive_units, smug_problem
+from smugir.constraints import (
+    DEFAULT_FORMULATION, base_saliency, check_formulation, check_gamma, eligible_neurons, network_problem, receptive_units, smug_problem,
+)
 from smugir.errors import InputError
 from smugir.firstlayer import FirstLayer, first_layer
 from smugir.inputs import check_input
@@ -128,7 +130,8 @@ class Explanation:
         lines = [
             f"model       {self.model} (label {self.label}, predicted {self.predicted})",
             f"method      {self.method}: {self.units.n_units} {self.units.kind} units ({self.units.description}), "
-            f"top-k {self.settings['top_k']}, gamma {self.settings['gamma']}, baseline {self.settings['baseline']}",
+            f"top-k {self.settings['top_k']}, gamma {self.settings['gamma']}, baseline {self.settings['baseline']}, "
+            f"formulation {self.settings.get('formulation', DEFAULT_FORMULATION)}",
             f"attribution IG over {self.attribution.get('steps')} steps, completeness error "
             f"{100 * self.attribution.get('completeness_error', float('nan')):.2f} %, {len(self.neurons)} neurons kept",
             f"result      {self.status}: {kept} of {self.units.n_units} units kept ({100 * kept / max(self.units.n_units, 1):.1f} %){bound}; solver {self.solver}",
@@ -213,9 +216,10 @@ def explain(
     image_shape: tuple[int, int] | None = None,
     margin: float = 0.0,
     rank: str = "ig",
+    formulation: str = DEFAULT_FORMULATION,
 ) -> Explanation:
     """Explain `model`'s prediction on `x` with a minimal mask (see the README for each option)."""
-    setup = prepare(model, x, label, top_k, gamma, window, segments, baseline, method, ig_steps, layout, image_shape, margin, rank)
+    setup = prepare(model, x, label, top_k, gamma, window, segments, baseline, method, ig_steps, layout, image_shape, margin, rank, formulation)
     return finish(setup, solver, timeout, solutions)
 
 
@@ -234,8 +238,11 @@ def prepare(
     image_shape: tuple[int, int] | None = None,
     margin: float = 0.0,
     rank: str = "ig",
+    formulation: str = DEFAULT_FORMULATION,
 ) -> Setup:
-    """The masking problem `explain` would solve, built but not solved (exports use it as is)."""
+    """The masking problem `explain` would solve, built but not solved (exports use it as is).
+
+    `formulation` is "baseline-relative" (default) or "published": see `smugir.constraints`."""
     clock = time.perf_counter()
     if not isinstance(model, Model):
         model = load_model(model)
@@ -249,7 +256,7 @@ def prepare(
     units = _units(grid, window, segments)
     setup = prepare_units(
         model, x, units, grid, make_baseline(baseline, x, grid), label=label, top_k=top_k, gamma=gamma,
-        method=method, ig_steps=ig_steps, margin=margin, rank=rank,
+        method=method, ig_steps=ig_steps, margin=margin, rank=rank, formulation=formulation,
         settings={"window": window, "segments": segments is not None, "baseline": str(baseline)},
     )
     setup.timings = {"load": loading, **setup.timings}
@@ -270,10 +277,15 @@ def prepare_units(
     margin: float = 0.0,
     rank: str = "ig",
     settings: dict[str, Any] | None = None,
+    formulation: str = DEFAULT_FORMULATION,
 ) -> Setup:
-    """Attribution, neuron selection and the masking problem, for fixed mask units and baseline."""
+    """Attribution, neuron selection and the masking problem, for fixed mask units and baseline.
+
+    Baseline-relative: only neurons the input moved above the baseline are ranked (and constrained);
+    published: neurons with a positive activation on x."""
     timings: dict[str, float] = {}
     _check_options(top_k, gamma, method, rank)
+    check_formulation(formulation)
     layer = first_layer(model)
     x = check_input(x, model.input_shape)
     original = probabilities(model, model.run(x)[0])
@@ -283,12 +295,18 @@ def prepare_units(
     clock = time.perf_counter()
     attribution = first_layer_attribution(model, layer, x, label, steps=ig_steps)
     activations = layer.activations(x)
-    neurons = select_top_k(attribution.scores if rank == "ig" else activations, activations, top_k)
+    masked_out = np.where(units.unit_of >= 0, np.asarray(base, dtype=np.float64).reshape(-1), np.asarray(x, dtype=np.float64).reshape(-1))
+    eligible = eligible_neurons(layer, x, masked_out, formulation)
+    if rank == "ig":
+        ranking = attribution.scores
+    else:  # by activation; baseline-relative: by how far the input moved it
+        ranking = activations if formulation == "published" else activations - layer.activations(masked_out)
+    neurons = select_top_k(ranking, eligible, top_k)
     timings["attribution"] = time.perf_counter() - clock
     unit_saliency = base_saliency(layer, units, neurons, attribution.scores)
 
     settings = {
-        "top_k": top_k, "rank": rank, "gamma": gamma, "ig_steps": ig_steps,
+        "top_k": top_k, "rank": rank, "gamma": gamma, "formulation": formulation, "ig_steps": ig_steps,
         "margin": margin if method == "network" else None, **(settings or {}),
     }
     settings.setdefault("baseline", "given")
@@ -298,7 +316,7 @@ def prepare_units(
     if method == "network":
         problem = network_problem(mlp_layers(model, layer), layer, x, base, units, label, margin, metadata)
     elif method == "smug":
-        problem = smug_problem(layer, x, base, units, neurons, gamma, metadata=metadata)
+        problem = smug_problem(layer, x, base, units, neurons, gamma, metadata=metadata, formulation=formulation)
     timings["build"] = time.perf_counter() - clock
     return Setup(
         model, layer, x, units, grid, np.asarray(base, dtype=np.float32).reshape(x.shape), label, predicted, method,
@@ -360,7 +378,8 @@ def _check(setup: Setup, solution: Solution) -> Found:
         found_margin = float(logits[setup.label] - others.max() - setup.margin)
         return Found(unit_mask, solution.status, solution.objective, solution.bound, None, network_margin=found_margin)
     verification = verify_mask(
-        setup.model, setup.layer, setup.x, setup.base, setup.units, unit_mask, setup.neurons, setup.gamma, setup.label
+        setup.model, setup.layer, setup.x, setup.base, setup.units, unit_mask, setup.neurons, setup.gamma, setup.label,
+        setup.settings.get("formulation", DEFAULT_FORMULATION),
     )
     return Found(unit_mask, solution.status, solution.objective, solution.bound, verification)
 

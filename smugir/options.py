@@ -26,6 +26,7 @@ def image_shape(text: str) -> tuple[int, int]:
 
 def add_problem_options(command: argparse.ArgumentParser) -> None:
     """What defines a masking problem: shared by explain, export, export-benchmarks, batch, eval and sanity."""
+    from smugir.constraints import DEFAULT_FORMULATION, FORMULATIONS
     from smugir.explain import METHODS, RANKINGS
     from smugir.units import LAYOUTS
 
@@ -34,6 +35,9 @@ def add_problem_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--top-k", type=int, default=32, help="first-layer neurons to keep active (default 32)")
     command.add_argument("--rank", choices=RANKINGS, default="ig", help="choose neurons by Integrated Gradients (default) or by raw activation")
     command.add_argument("--gamma", type=float, default=0.5, help="keep each neuron above gamma x its value, 0 <= gamma < 1 (default 0.5)")
+    command.add_argument("--formulation", choices=FORMULATIONS, default=DEFAULT_FORMULATION,
+                         help="baseline-relative: pre(masked) - pre(baseline) > gamma (pre(x) - pre(baseline)) on neurons the input moved "
+                         f"(never satisfied by the baseline alone); published: pre(masked) > gamma pre(x) (default {DEFAULT_FORMULATION})")
     command.add_argument("--window", type=int, help="mask unit: WxW windows of pixels (default: single pixels)")
     command.add_argument("--segments", help="mask unit: segments from an integer label map (.npy, HxW) or slic:N superpixels")
     command.add_argument("--baseline", default="zero", help="what masked units become: zero, mean, blur[:SIGMA] or a number; text: zero or pad (default zero)")

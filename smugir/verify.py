@@ -1,7 +1,9 @@
 """Check a mask where it matters: on onnxruntime, in float32, not in the solver's arithmetic.
 
 The masked input (kept units from x, the rest from the baseline) must keep every constrained
-neuron's pre-activation above gamma times its unmasked value; the inverse-masked input shows what
+neuron's pre-activation above its bound: gamma times its value on x (published formulation), or
+its value on the baseline plus gamma times what x added to it (baseline-relative, the default:
+the baseline is run too); the inverse-masked input shows what
 the model does without the kept units. Both report the label's confidence and the predicted class.
 """
 
@@ -11,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from smugir.constraints import DEFAULT_FORMULATION
 from smugir.firstlayer import FirstLayer
 from smugir.model import Model
 from smugir.units import MaskUnits
@@ -29,7 +32,7 @@ class Verification:
     holds: bool  # every constrained neuron strictly above its bound in float32
     neurons: list[int]
     preactivation: list[float]  # float32 pre-activations on the masked input
-    bound: list[float]  # gamma * float32 pre-activation on x
+    bound: list[float]  # published: gamma * pre(x); baseline-relative: pre(b) + gamma * (pre(x) - pre(b)); float32
     slack: list[float]  # preactivation - bound
     min_slack: float | None
     original: Run
@@ -60,18 +63,26 @@ def verify_mask(
     neurons: np.ndarray,
     gamma: float,
     label: int,
+    formulation: str = DEFAULT_FORMULATION,
 ) -> Verification:
-    """Run x, the masked and the inverse-masked input through onnxruntime and check the constraints."""
+    """Run x, the masked and the inverse-masked input (and, baseline-relative, the fully masked one)
+    through onnxruntime and check the constraints."""
     x = np.asarray(x, dtype=np.float32).reshape(model.input_shape)
     baseline = np.asarray(baseline, dtype=np.float32).reshape(model.input_shape)
     kept = units.expand(unit_mask).reshape(model.input_shape)
     masked = np.where(kept, x, baseline)
     inverse = np.where(kept, baseline, x)
-    runs = [model.run(v, (layer.pre_name,)) for v in (x, masked, inverse)]
+    fully_masked = units.masked_input(x, baseline, np.zeros(units.n_units, dtype=bool))
+    inputs = (x, masked, inverse) + ((fully_masked,) if formulation == "baseline-relative" else ())
+    runs = [model.run(v, (layer.pre_name,)) for v in inputs]
     neurons = np.asarray(neurons, dtype=np.int64)
     pre_x = runs[0][1].reshape(-1)[neurons]
     pre_masked = runs[1][1].reshape(-1)[neurons]
-    bound = np.float32(gamma) * pre_x
+    if formulation == "baseline-relative":
+        pre_base = runs[3][1].reshape(-1)[neurons]
+        bound = pre_base + np.float32(gamma) * (pre_x - pre_base)
+    else:
+        bound = np.float32(gamma) * pre_x
     slack = pre_masked - bound
 
     def view(outputs: list[np.ndarray]) -> Run:

@@ -9,7 +9,7 @@ from builders import first_layer_models
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smugir.constraints import base_saliency, receptive_units, smug_problem
+from smugir.constraints import FORMULATIONS, base_saliency, eligible_neurons, receptive_units, smug_problem
 from smugir.errors import InputError
 from smugir.firstlayer import first_layer
 from smugir.model import load_model
@@ -18,8 +18,8 @@ from smugir.units import input_layout, pixel_units, segment_units, window_units
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(built=first_layer_models(), seed=st.integers(0, 2**16), unit_kind=st.sampled_from(["pixel", "window", "segment"]),
-       gamma=st.floats(0, 0.99))
-def test_constraint_values_equal_onnxruntime(built, seed, unit_kind, gamma, tmp_path):
+       gamma=st.floats(0, 0.99), formulation=st.sampled_from(FORMULATIONS))
+def test_constraint_values_equal_onnxruntime(built, seed, unit_kind, gamma, formulation, tmp_path):
     path = tmp_path / "m.onnx"
     onnx.save(built.proto, path)
     model = load_model(path)
@@ -35,17 +35,47 @@ def test_constraint_values_equal_onnxruntime(built, seed, unit_kind, gamma, tmp_
     x = rng.normal(size=model.input_shape).astype(np.float32)
     baseline = rng.normal(size=model.input_shape).astype(np.float32) * rng.integers(0, 2)
     neurons = rng.choice(layer.n_neurons, size=min(layer.n_neurons, 5), replace=False)
-    problem = smug_problem(layer, x, baseline, units, neurons, gamma)
+    problem = smug_problem(layer, x, baseline, units, neurons, gamma, formulation=formulation)
+    assert problem.metadata["formulation"] == formulation
     session = model.session((layer.pre_name,))
     (pre_x,) = session.run([layer.pre_name], {model.input_name: x})
+    empty = units.masked_input(x, baseline, np.zeros(units.n_units, dtype=bool)).astype(np.float32)
+    (pre_empty,) = session.run([layer.pre_name], {model.input_name: empty})
+    pre_x, pre_empty = (p.reshape(-1)[neurons].astype(np.float64) for p in (pre_x, pre_empty))
+    # baseline-relative: pre(masked) - pre(b) > gamma (pre(x) - pre(b)); published: pre(masked) > gamma pre(x)
+    threshold = pre_empty + gamma * (pre_x - pre_empty) if formulation == "baseline-relative" else gamma * pre_x
     for _ in range(4):
         mask = rng.integers(0, 2, size=units.n_units).astype(bool)
         masked = units.masked_input(x, baseline, mask).astype(np.float32)
         (pre_masked,) = session.run([layer.pre_name], {model.input_name: masked})
-        expected = pre_masked.reshape(-1)[neurons].astype(np.float64) - gamma * pre_x.reshape(-1)[neurons].astype(np.float64)
+        expected = pre_masked.reshape(-1)[neurons].astype(np.float64) - threshold
         got = problem.coefficients @ mask - problem.bounds
         scale = max(1.0, float(np.abs(pre_masked).max()), float(np.abs(pre_x).max()))
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(built=first_layer_models(), seed=st.integers(0, 2**16), gamma=st.floats(0, 0.99), window=st.integers(1, 3))
+def test_baseline_relative_never_accepts_the_empty_mask(built, seed, gamma, window, tmp_path):
+    """Every kept neuron moved (checked on onnxruntime): the empty mask fails, the full mask holds."""
+    path = tmp_path / "m.onnx"
+    onnx.save(built.proto, path)
+    model = load_model(path)
+    layer = first_layer(model)
+    rng = np.random.default_rng(seed)
+    units = window_units(input_layout(model.input_shape), window)
+    x = rng.normal(size=model.input_shape).astype(np.float32)
+    baseline = (rng.normal(size=model.input_shape) * rng.integers(0, 2)).astype(np.float32)
+    moved = np.flatnonzero(eligible_neurons(layer, x, baseline))
+    session = model.session((layer.post_name,))
+    post = [session.run([layer.post_name], {model.input_name: v})[0].reshape(-1) for v in (x, baseline)]
+    np.testing.assert_array_equal(post[0][moved] >= post[1][moved], True)  # moved up on onnxruntime too
+    if moved.size == 0:
+        return
+    neurons = rng.choice(moved, size=min(moved.size, 5), replace=False)
+    problem = smug_problem(layer, x, baseline, units, neurons, gamma, formulation="baseline-relative")
+    assert not problem.is_satisfied(np.zeros(units.n_units))
+    assert problem.is_satisfied(np.ones(units.n_units))
 
 
 def test_units_cover_the_grid():

@@ -212,7 +212,7 @@ def _ig(*baselines: str) -> MapFunction:
     return run
 
 
-DEFAULT_PROBLEM = ("top_k", "gamma", "window", "segments", "rank")  # what `smug_default` takes from explain's defaults
+DEFAULT_PROBLEM = ("top_k", "gamma", "formulation", "window", "segments", "rank")  # what `smug_default` takes from explain's defaults
 
 
 def smug_defaults() -> dict[str, Any]:

@@ -193,7 +193,8 @@ def _model_and_setting(args: argparse.Namespace, model):
 
 def _smug_options(args: argparse.Namespace) -> dict:
     return {
-        "top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "window": args.window, "segments": args.segments,
+        "top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "formulation": args.formulation, "window": args.window,
+        "segments": args.segments,
         "baseline": args.baseline, "method": args.method, "margin": args.margin, "ig_steps": args.ig_steps,
         "layout": args.layout, "image_shape": args.image_shape, "solver": args.solver, "timeout": args.timeout,
     }
@@ -243,7 +244,7 @@ def _eval_text(args: argparse.Namespace) -> int:
         check_folder(args.out, TEXT_EVAL_FILES, args.force)
     model = load_model(args.model)
     items = select(read_dataset(args.dataset, model.input_shape, None), True, args.dataset, args.limit)
-    smug = {"top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "baseline": args.baseline, "ig_steps": args.ig_steps,
+    smug = {"top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "formulation": args.formulation, "baseline": args.baseline, "ig_steps": args.ig_steps,
             "solver": args.solver, "timeout": args.timeout}
     records, skipped = compare_sentences(model, Vocabulary.load(args.vocab), items, methods, smug, args.correct_only,
                                          progress=lambda items: track(items, description="scoring", transient=True))
