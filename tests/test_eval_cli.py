@@ -202,6 +202,19 @@ def test_a_rerun_with_other_settings_is_refused(clean_run, tmp_path):
     assert again.reused == 0 and (again.computed == 1 or again.misclassified)
 
 
+def test_a_second_live_run_on_one_folder_is_refused(clean_run, tmp_path):
+    import fcntl
+
+    plan, photos, _, _ = clean_run
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(InputError, match="another smug eval is running"):
+            run_evaluation(plan, photos[:1], ("gradcam",), out)
+    run_evaluation(plan, photos[:1], ("gradcam",), out)  # released: taken over
+
+
 @pytest.mark.slow
 def test_workers_equal_the_serial_run(clean_run, tmp_path):
     plan, photos, clean_out, _ = clean_run

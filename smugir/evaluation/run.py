@@ -13,6 +13,7 @@ settings) and a rerun with other settings is refused.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -20,10 +21,11 @@ import os
 import pickle
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from smugir.exporters.results import ResultsFile
 RECORDS = "records.jsonl"
 SETTINGS = "run.json"
 MAPS = "maps"
+LOCK = ".lock"
 MISCLASSIFIED = "misclassified"  # the status of an input skipped by `only_correct`
 
 
@@ -223,6 +226,24 @@ def run_evaluation(
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     (out / MAPS).mkdir(parents=True, exist_ok=True)
+    with _locked(out):
+        return _run_locked(plan, photos, methods, out, workers, scheduler, progress, identity, replace_other, compute)
+
+
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """An exclusive flock on OUT/.lock: a second live run on the folder is refused. The kernel drops
+    it when its holder dies, so a killed run's lock is simply taken over."""
+    with open(out / LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise InputError(f"another smug eval is running on {str(out)!r}; wait for it or choose another --out") from None
+        yield
+
+
+def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out: Path, workers: int, scheduler: str | None,
+                progress: Progress | None, identity: dict[str, Any] | None, replace_other: bool, compute: bool) -> RunReport:
     identity = dict(identity or {})
     digests = {m: _remember(out, _settings_of(identity, plan, m)) for m in (*methods, MISCLASSIFIED)}
     results = ResultsFile(out / RECORDS)
