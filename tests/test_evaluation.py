@@ -422,3 +422,67 @@ def test_similarity_of_maps():
     assert math.isnan(similarity(a, np.ones_like(a)).spearman_absolute)  # a constant map has no ranking
     with pytest.raises(InputError, match="different shapes"):
         similarity(a, a[:2])
+
+
+# --- shared work between methods on one input ----------------------------------------------------------
+
+def test_ig_and_xrai_share_their_black_ig_gradients_and_give_the_uncached_maps(cifar):
+    from smugir.evaluation.baselines import GradientCache
+
+    model, images, labels = cifar
+    setting = setting_for(model)
+    cache = GradientCache()
+    shared = {m: saliency_map(m, model, images[0], int(labels[0]), setting, cache) for m in ("ig", "xrai")}
+    assert cache.hits >= 1  # XRAI's IG from black asked for IG's 64 points again
+    for method, values in shared.items():
+        assert np.array_equal(values, saliency_map(method, model, images[0], int(labels[0]), setting))
+
+
+def test_the_smug_variants_pay_for_first_layer_ig_once(mnist, monkeypatch):
+    import smugir.attribution as attribution
+
+    model, images, labels = mnist
+    runs = []
+    real = attribution.integrated_gradients
+    monkeypatch.setattr(attribution, "integrated_gradients", lambda *a, **k: runs.append(1) or real(*a, **k))
+    setting = setting_for(model, smug={"top_k": 8})
+    maps = [saliency_map(m, model, images[1], int(labels[1]), setting) for m in ("smug", "smug_base", "smug_default")]
+    assert len(runs) == 1 and all(np.isfinite(m).all() for m in maps)
+
+
+def test_a_classifier_for_a_fixed_batch_of_one_batches_and_equals_one_at_a_time():
+    model = load_model(RESNET)
+    assert not model.batch_dynamic
+    classify = ImageClassifier(model)
+    images = np.random.default_rng(0).normal(size=(9, 3, 32, 32))
+    together = classify(images)
+    one_by_one = np.stack([np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+                           for z in (model.run(classify.to_input(im))[0].reshape(-1).astype(np.float64) for im in images)])
+    assert classify.batched and classify.chunk > 1
+    assert np.allclose(together, one_by_one, rtol=1e-5, atol=1e-6)
+
+
+def test_finite_differences_hold_a_few_perturbed_copies_at_a_time_and_give_the_same_gradient():
+    from smugir.gradients import FiniteDifferences
+    from smugir.model import with_batch_of_one
+
+    model = load_model(RESNET)
+    x = np.random.default_rng(1).normal(size=(1, 3, 32, 32))
+    whole = FiniteDifferences(with_batch_of_one(model.proto), "logit")
+    few = FiniteDifferences(with_batch_of_one(model.proto), "logit", max_batch_elements=4 * 3072)
+    assert np.allclose(whole(x, 3)[1], few(x, 3)[1], rtol=1e-6, atol=1e-9)
+
+
+def test_finite_differences_over_a_photo_are_refused_by_name(tmp_path):
+    from onnx import TensorProto, helper
+
+    from smugir.attribution import provider_for
+
+    nodes = [helper.make_node("Erf", ["x"], ["e"]), helper.make_node("GlobalAveragePool", ["e"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["y"])]  # Erf has no gradient rule
+    graph = helper.make_graph(nodes, "photo", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "erf.onnx")
+    model = load_model(tmp_path / "erf.onnx")
+    with pytest.raises(UnsupportedModelError, match="finite differences over the 150528 elements"):
+        provider_for(model, model.input_name, "logit")
