@@ -53,7 +53,7 @@ def markdown(summary_csv: Path) -> str:
         rows = list(csv.DictReader(stream))
     number = lambda text: float(text) if text not in ("", None) else None  # noqa: E731
     lines = ["| method | photos | LSC median [Q1, Q3] | paper LSC | Win % [95 % CI] | paper Win % | sparsity % | paper sparsity % "
-             "| s / photo (map) | s / photo (LSC) |", "|---|" + "---:|" * 9]
+             "| s / photo (map) | s / photo (LSC) | CPU s / photo |", "|---|" + "---:|" * 10]
     for row in rows:
         paper = PAPER.get(row["method"], (None, None, None))
         win = "-" if not row["win"] else f"{100 * float(row['win']):.1f} [{100 * float(row['win_low']):.1f}, {100 * float(row['win_high']):.1f}]"
@@ -62,7 +62,7 @@ def markdown(summary_csv: Path) -> str:
             f"| {display_name(row['method'])} | {row['inputs']} | {float(row['lsc_median']):.2f} [{float(row['lsc_q1']):.2f}, "
             f"{float(row['lsc_q3']):.2f}] | {_cell(paper[0])} | {win} | {_cell(paper[1], 1)} | "
             f"{'-' if sparsity is None else f'{100 * sparsity:.1f}'} | {_cell(paper[2], 1)} | {float(row['seconds']):.1f} | "
-            f"{_cell(number(row.get('metric_seconds')), 1)} |"
+            f"{_cell(number(row.get('metric_seconds')), 1)} | {_cell(number(row.get('cpu_seconds')), 1)} |"
         )
     return "\n".join(lines) + "\n"
 
