@@ -192,7 +192,7 @@ class RunReport:
 
     records: list[Record]
     misclassified: list[str]
-    errors: list[dict[str, Any]]
+    errors: list[dict[str, Any]]  # failures of this run (an earlier run's failed lines are retried, not reported)
     computed: int  # (input, method) pairs computed by this run
     reused: int  # recorded by an earlier run
     seconds: float
@@ -266,6 +266,7 @@ def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out
     left = {photo.id: len(missing) for photo, missing in tasks}
     clock = time.perf_counter()
     computed = 0
+    failed: list[dict[str, Any]] = []
 
     def finished(result: Done) -> None:
         nonlocal computed
@@ -278,6 +279,8 @@ def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out
             record["map_file"] = str(_save_array(out / MAPS / f"{sample}_{record['method']}.npy", result.map).relative_to(out))
         results.append(record)
         computed += record["status"] == "done"
+        if record["status"] == "error":
+            failed.append(record)
         count = left[sample] if record["status"] == MISCLASSIFIED else 1  # a skipped input skips all its methods
         left[sample] -= count
         advance(f"{sample} {record.get('method', record['status'])}", count, left[sample] == 0)
@@ -298,7 +301,7 @@ def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out
     else:
         parallel = replace(plan, session_threads=1)  # one onnxruntime thread per worker: no oversubscription
         run_tasks(evaluate_photo, [(parallel, photo, missing) for photo, missing in tasks], returned, lost, workers, scheduler)
-    return _report(results, photos, methods, computed, time.perf_counter() - clock)
+    return _report(results, photos, methods, computed, failed, time.perf_counter() - clock)
 
 
 def _save_array(path: Path, array: np.ndarray) -> Path:
@@ -365,7 +368,8 @@ def _changed(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> l
     return names
 
 
-def _report(results: ResultsFile, photos: Sequence[Photo], methods: Sequence[str], computed: int, seconds: float) -> RunReport:
+def _report(results: ResultsFile, photos: Sequence[Photo], methods: Sequence[str], computed: int, failed: list[dict[str, Any]],
+            seconds: float) -> RunReport:
     order = {photo.id: number for number, photo in enumerate(photos)}
     lines = [line for line in results.records.values() if line.get("sample") in order]
     lines.sort(key=lambda line: (order[line["sample"]], list(methods).index(line["method"]) if line.get("method") in methods else -1))
@@ -373,7 +377,7 @@ def _report(results: ResultsFile, photos: Sequence[Photo], methods: Sequence[str
     return RunReport(
         records=records,
         misclassified=[line["sample"] for line in lines if line["status"] == MISCLASSIFIED],
-        errors=[line for line in lines if line["status"] == "error" and line.get("method") in methods],
+        errors=[line for line in failed if results.records.get(line["id"], {}).get("status") == "error"],
         computed=computed,
         reused=len(records) - computed,
         seconds=seconds,
