@@ -150,7 +150,7 @@ def _resnet_run(limit: int = 3, figure_inputs: int = 1):
 
 def _lines(out) -> dict[str, dict]:
     lines = [json.loads(line) for line in (out / RECORDS).read_text().splitlines()]
-    return {line["id"]: {k: v for k, v in line.items() if k not in ("seconds", "metric_seconds", "map_file")} for line in lines}
+    return {line["id"]: {k: v for k, v in line.items() if k not in ("seconds", "metric_seconds", "cpu_seconds", "map_file")} for line in lines}
 
 
 @pytest.fixture(scope="module")
