@@ -445,6 +445,7 @@ def test_the_smug_variants_pay_for_first_layer_ig_once(mnist, monkeypatch):
     runs = []
     real = attribution.integrated_gradients
     monkeypatch.setattr(attribution, "integrated_gradients", lambda *a, **k: runs.append(1) or real(*a, **k))
+    monkeypatch.setattr(attribution, "_RECENT_IG", type(attribution._RECENT_IG)())  # nothing kept from other tests
     setting = setting_for(model, smug={"top_k": 8})
     maps = [saliency_map(m, model, images[1], int(labels[1]), setting) for m in ("smug", "smug_base", "smug_default")]
     assert len(runs) == 1 and all(np.isfinite(m).all() for m in maps)
