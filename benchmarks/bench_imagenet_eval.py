@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IMAGENET = ROOT.parent / "shared" / "data" / "imagenet"
 METHODS = "smug,smug_default,smug_base,ig,blur_ig,guided_ig,gradcam,smoothgrad,xrai,optbox"
-SMUG = ["--top-k", "3000", "--gamma", "0", "--window", "4", "--timeout", "10"]
+SMUG = ["--top-k", "3000", "--gamma", "0", "--window", "4", "--timeout", "60"]
 PREPROCESSING = ["--label-from-name", "--correct-only", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"]
 # The paper's Table (Inception v1, 3,304 correctly classified validation images): LSC median, Win %, sparsity %.
 PAPER = {"smug": (-1.26, 40.9, 17.7), "smug_base": (-1.23, 33.5, 43.3), "ig": (-0.29, None, None),
