@@ -73,7 +73,7 @@ def explain_photo(model, layer, grid, units, classify, path: Path, timeout: floa
 def table(records: list[dict]) -> str:
     photos = len({r["photo"] for r in records})
     lines = [f"{photos} photos (EfficientNet-Lite0, correctly classified, file order), top-k {TOP_K}, {WINDOW}x{WINDOW} windows, zero baseline",
-             f"| formulation | gamma | empty masks | sparsity % median (quartiles) | LSC median (quartiles) | optimal | verified | s / problem |",
+             "| formulation | gamma | empty masks | sparsity % median (quartiles) | LSC median (quartiles) | optimal | verified | s / problem |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for formulation in FORMULATIONS:
         for gamma in GAMMAS:

@@ -13,7 +13,9 @@ steps (up to 513 gradient evaluations); local refinement reaches the same 1 % wi
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -166,11 +168,26 @@ def provider_for(model, tensor: str, target: str = "probability", kind: str = "a
         else:
             try:
                 _PROVIDERS[key] = GradientGraph(sub, tensor, target)
-            except UnsupportedModelError:
+            except UnsupportedModelError as exc:
                 if kind == "gradient-graph":
                     raise
+                _check_finite_differences(model, tensor, sub, exc)
                 _PROVIDERS[key] = FiniteDifferences(sub, target)
     return _PROVIDERS[key]
+
+
+MAX_FINITE_DIFFERENCES = 1 << 14  # elements: 2 model runs per element and gradient beyond this take hours
+
+
+def _check_finite_differences(model, tensor: str, sub, reason: Exception) -> None:
+    """Refuse the fallback where it cannot finish: 2 model runs per element of `tensor` per gradient."""
+    value = next((v for v in sub.graph.input if v.name == tensor), None)
+    size = int(np.prod([d.dim_value for d in value.type.tensor_type.shape.dim])) if value is not None else 0
+    if size > MAX_FINITE_DIFFERENCES:
+        raise UnsupportedModelError(
+            f"no gradient graph for {model.path.name!r} ({reason}); finite differences over the {size} elements of "
+            f"{tensor!r} would need {2 * size} model runs per gradient (limit {MAX_FINITE_DIFFERENCES} elements)"
+        )
 
 
 def forget_providers(model) -> None:
@@ -179,11 +196,26 @@ def forget_providers(model) -> None:
         del _PROVIDERS[key]
 
 
+_RECENT_IG: OrderedDict[tuple, IGResult] = OrderedDict()
+RECENT_IG = 2  # first-layer IG results kept: SMUG, SMUG_base and their variants on one input share one
+
+
 def first_layer_attribution(model, layer, x: np.ndarray, label: int, steps: int | None = None, target: str = "probability", provider: str = "auto") -> IGResult:
-    """IG scores of every first-layer neuron for `label` at input x (baseline: all activations 0)."""
+    """IG scores of every first-layer neuron for `label` at input x (baseline: all activations 0).
+
+    The last few results are kept (keyed by model hash, input bytes and every option), so methods
+    that explain the same input with the same ranking pay for IG once."""
+    x = np.asarray(x)
+    key = (model.sha256, layer.post_name, hashlib.sha256(x.tobytes()).hexdigest(), x.dtype.str, x.shape, int(label), steps, target, provider)
+    if key in _RECENT_IG:
+        _RECENT_IG.move_to_end(key)
+        return _RECENT_IG[key]
     gradient = provider_for(model, layer.post_name, target, provider)
     h = layer.activations(x).reshape(layer.output_shape[1:])
-    return integrated_gradients(gradient, h, label, steps, target=target)
+    result = _RECENT_IG[key] = integrated_gradients(gradient, h, label, steps, target=target)
+    while len(_RECENT_IG) > RECENT_IG:
+        _RECENT_IG.popitem(last=False)
+    return result
 
 
 INPUT_BASELINES = ("black", "white", "black+white")

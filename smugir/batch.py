@@ -1,6 +1,6 @@
 """Explaining whole datasets: a local process pool or a Dask cluster, resumable, one JSON line per input.
 
-Workers only compute: `explain_item` turns one input into a record (and its mask arrays) and never
+Workers (`smugir.executor`) only compute: `explain_item` turns one input into a record (and its mask arrays) and never
 raises for a bad input, it returns an error record instead. The coordinating process alone writes
 files (masks first, then the result line), so an interrupted run leaves only complete results and a
 rerun skips the ids already done.
@@ -15,11 +15,9 @@ input only (the pool is rebuilt and the inputs that were in flight are retried o
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import signal
@@ -28,20 +26,19 @@ import statistics
 import threading
 import time
 import traceback
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager, suppress
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from smugir.constraints import DEFAULT_FORMULATION
 from smugir.datasets import Item
-from smugir.errors import InputError, MissingDependencyError, OutputError, SmugError, SolverError
+from smugir.errors import InputError, OutputError, SmugError, SolverError
+from smugir.executor import run_tasks
 from smugir.exporters.files import output_error, write_atomically, write_text
 from smugir.exporters.results import ResultsFile
 from smugir.solve import BACKENDS, DEFAULT_SOLVER, DEFAULT_TIMEOUT
@@ -343,13 +340,12 @@ def _run_locked(out: Path, settings, restart, model_path, items, options, worker
             on_result(result.record)
         advance(1)
 
-    if scheduler:
-        _run_dask(scheduler, model_path, todo, options, finished)
-    elif workers == 1:
-        for item in todo:
-            finished(explain_item(model_path, item, options))
-    else:
-        _run_pool(workers, model_path, todo, options, finished)
+    def lost(task: tuple, reason: str) -> None:
+        item = task[1]
+        finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash", "error": reason}))
+
+    parallel = replace(options, session_threads=1) if scheduler or workers > 1 else options  # no oversubscription
+    run_tasks(explain_item, [(model_path, item, parallel) for item in todo], finished, lost, workers, scheduler)
     ids = {item.id for item in items}
     return _report(len(items), len(items) - len(todo), len(todo), time.perf_counter() - clock,
                    [r for r in results.records.values() if str(r["id"]) in ids])
@@ -449,100 +445,6 @@ def _save(out: Path, result: ItemResult, results: ResultsFile) -> None:
         for path in written:
             path.unlink(missing_ok=True)
         raise
-
-
-def _run_pool(workers: int, model_path: str, items: Iterable[Item], options: BatchOptions, finished) -> None:
-    """A spawn-started pool (onnxruntime and fork do not mix), one onnxruntime thread per worker.
-
-    At most `workers` inputs are in flight, so when a worker dies (the pool breaks) the suspects
-    are those inputs only: each is retried alone in a fresh one-worker pool, where a second death
-    names the input that kills workers (its error line); every other input is finished normally.
-    """
-    options = replace(options, session_threads=1)
-    for item in _pool_pass(workers, model_path, list(items), options, finished):
-        if _pool_pass(1, model_path, [item], options, finished):
-            finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash",
-                                 "error": "the worker process explaining this input died (killed, out of memory?); rerun to retry"}))
-
-
-def _pool_pass(workers: int, model_path: str, items: list[Item], options: BatchOptions, finished) -> list[Item]:
-    """Run `items` in one pool until done or until the pool breaks; returns the inputs that were in
-    flight when it broke (none if it did not). Inputs not yet started go on in a new pool."""
-    waiting = list(reversed(items))
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),))
-    pending: dict[Future, Item] = {}
-    try:
-        while waiting or pending:
-            while waiting and len(pending) < workers:
-                item = waiting.pop()
-                pending[pool.submit(explain_item, model_path, item, options)] = item
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
-                break
-            for future in done:
-                finished(future.result())
-                del pending[future]
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True, cancel_futures=True)
-    in_flight = []
-    for future, item in pending.items():
-        if future.done() and not future.cancelled() and future.exception() is None:
-            finished(future.result())
-        else:
-            in_flight.append(item)
-    if waiting:
-        in_flight += _pool_pass(workers, model_path, list(reversed(waiting)), options, finished)
-    return in_flight
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with(parent: int) -> None:
-    """Worker initializer: be killed by the kernel when the coordinator dies (even by SIGKILL), so no
-    worker (and then no resource tracker) outlives it; a watchdog thread where prctl is missing."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl failed")
-    except (OSError, AttributeError):
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(1.0)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent:  # the coordinator died before prctl took effect
-        os._exit(1)
-
-
-def _run_dask(scheduler: str, model_path: str, items: Sequence[Item], options: BatchOptions, finished) -> None:
-    """The same work on a Dask cluster; the model path must be readable on the workers."""
-    try:
-        from dask.distributed import Client, as_completed
-    except ImportError:
-        raise MissingDependencyError("--scheduler needs dask.distributed: pip install 'smugir[dist]'") from None
-    options = replace(options, session_threads=1)
-    try:
-        client = Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
-    with client:
-        futures = {client.submit(explain_item, model_path, item, options, pure=False): item for item in items}
-        try:
-            for future in as_completed(futures):
-                item = futures[future]
-                try:
-                    finished(future.result())
-                except Exception as exc:  # noqa: BLE001 (a lost worker, a cancelled task)
-                    finished(ItemResult({"id": item.id, "label": item.label, "status": "error", "error_kind": "crash",
-                                         "error": f"the cluster lost this input: {type(exc).__name__}: {exc}"}))
-        except BaseException:
-            client.cancel(list(futures))
-            raise
 
 
 def _report(inputs: int, skipped: int, processed: int, seconds: float, records: list[dict[str, Any]]) -> BatchReport:

@@ -29,6 +29,7 @@ EXIT_CODES = (
 def _exit_code(explanation) -> int:
     """0 verified, 1 not verified, 3 an explanation that says nothing."""
     return 3 if explanation.vacuous else 0 if explanation.verified else 1
+from smugir.options import add_problem_options
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -197,51 +198,6 @@ def _export_benchmarks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _image_shape(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 28x28, got {text!r}") from None
-    if height < 1 or width < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive HEIGHTxWIDTH, got {text!r}")
-    return height, width
-
-
-def _add_problem_options(command: argparse.ArgumentParser) -> None:
-    """What defines a masking problem: shared by explain, export, export-benchmarks and batch."""
-    from smugir.constraints import DEFAULT_FORMULATION, FORMULATIONS
-    from smugir.explain import METHODS, RANKINGS
-    from smugir.units import LAYOUTS
-
-    command.add_argument("model", help="path to an .onnx classifier")
-    command.add_argument("--vocab", help="text models: the vocabulary file (one token per line, line number = id)")
-    command.add_argument("--top-k", type=int, default=32, help="first-layer neurons to keep active (default 32)")
-    command.add_argument("--rank", choices=RANKINGS, default="ig", help="choose neurons by Integrated Gradients (default) or by raw activation")
-    command.add_argument("--gamma", type=float, default=0.5, help="keep each neuron above gamma x its value, 0 <= gamma < 1 (default 0.5)")
-    command.add_argument("--formulation", choices=FORMULATIONS, default=DEFAULT_FORMULATION,
-                         help="baseline-relative: pre(masked) - pre(baseline) > gamma (pre(x) - pre(baseline)) on neurons the input moved "
-                         f"(never satisfied by the baseline alone); published: pre(masked) > gamma pre(x) (default {DEFAULT_FORMULATION})")
-    command.add_argument("--window", type=int, help="mask unit: WxW windows of pixels (default: single pixels)")
-    command.add_argument("--segments", help="mask unit: segments from an integer label map (.npy, HxW) or slic:N superpixels")
-    command.add_argument("--baseline", default="zero", help="what masked units become: zero, mean, blur[:SIGMA] or a number; text: zero or pad (default zero)")
-    command.add_argument("--method", choices=METHODS, default="smug", help="smug (minimal mask), smug_base (no minimisation), network (whole ReLU MLP)")
-    command.add_argument("--margin", type=float, default=0.0, help="network method: the label's logit must beat the others by this much")
-    command.add_argument("--ig-steps", type=int, help="fixed Integrated Gradients steps (default: adaptive until 1%% completeness error)")
-    command.add_argument("--scale", type=float, default=1 / 255, help="image files and pixel archives: multiply pixel values by this (default 1/255)")
-    command.add_argument("--mean", type=_floats, default=(0.0,), help="image files and pixel archives: subtract per-channel mean after scaling, e.g. 0.4914,0.4822,0.4465")
-    command.add_argument("--std", type=_floats, default=(1.0,), help="image files and pixel archives: divide by per-channel std after the mean")
-    command.add_argument("--layout", choices=LAYOUTS, default="auto", help="how the model input holds the image (default auto)")
-    command.add_argument("--image-shape", type=_image_shape, help="HxW of a flat input (default: square)")
-    command.add_argument("--force", action="store_true", help="replace files that already exist")
-
-
 def _add_explain(commands) -> None:
     from smugir.solver_options import add_solver_options
 
@@ -251,7 +207,7 @@ def _add_explain(commands) -> None:
         description="Explain MODEL's prediction on INPUT with a minimal mask (SMUG).",
         epilog=EXIT_CODES,
     )
-    _add_problem_options(explain)
+    add_problem_options(explain)
     explain.add_argument("input", help="an image (.png/.jpg/...), a .npy array, file.npz:key[index], or a sentence (text models)")
     explain.add_argument("--label", type=int, help="class to explain (default: the predicted class)")
     add_solver_options(explain)
@@ -274,7 +230,7 @@ def _add_export(commands) -> None:
         "(set-info :status ...) when smugir can prove it.",
         epilog=EXIT_CODES,
     )
-    _add_problem_options(export)
+    add_problem_options(export)
     export.add_argument("input", help="an image, a .npy array, file.npz:key[index], or a sentence (text models)")
     export.add_argument("--label", type=int, help="class to explain (default: the predicted class)")
     export.add_argument("--format", choices=FORMATS, default="smt2", help="smt2 (default), mps or lp (written by HiGHS)")
@@ -291,7 +247,7 @@ def _add_export(commands) -> None:
         description="For each input of DATASET: SMT-LIB decision instances at the given bounds with their proven "
         "status, the OMT instance, optionally MPS; and instances.csv indexing them.",
     )
-    _add_problem_options(family)
+    add_problem_options(family)
     family.add_argument("dataset", help="file.npz[:key] (images, optional 'labels'), a folder of images, or a .txt/.tsv of sentences")
     family.add_argument("--bounds", default="opt,opt-1", help="comma-separated: opt, opt-1 or numbers (default opt,opt-1)")
     family.add_argument("--logic", choices=tuple(LOGICS), default="QF_LIA", help="QF_LIA (default) or QF_LRA")
@@ -406,7 +362,7 @@ def _add_batch(commands) -> None:
         "(--restart starts over); a second run on OUT at the same time is refused.",
         epilog=EXIT_CODES,
     )
-    _add_problem_options(batch)
+    add_problem_options(batch)
     batch.add_argument("dataset", help="file.npz[:key] (images, optional 'labels'), a folder of images, or a .txt/.tsv of sentences")
     batch.add_argument("--out", required=True, help="results folder (created if missing; reruns resume in it)")
     add_solver_options(batch, " per input")

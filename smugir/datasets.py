@@ -80,7 +80,7 @@ def read_dataset(
         if not files:
             raise InputError(f"folder {text!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return [
-            _item(_clean_id(p.stem), lambda p=p: _regular_image(p, lambda: image_to_input(p, input_shape, layout, scale, mean, std)))
+            _item(clean_id(p.stem), lambda p=p: _regular_image(p, lambda: image_to_input(p, input_shape, layout, scale, mean, std)))
             for p in files
         ]
     if path.suffix.lower() in SENTENCE_SUFFIXES:
@@ -166,6 +166,6 @@ def _sentences(path: Path) -> Iterator[Item]:
         yield Item(ids[number], line.strip(), label)
 
 
-def _clean_id(stem: str) -> str:
+def clean_id(stem: str) -> str:
     """File names become ids usable as file names and CSV fields."""
     return _ID.sub("_", stem) or "input"

@@ -19,6 +19,7 @@ import onnx
 import onnx.shape_inference
 import onnx.utils
 import onnxruntime as ort
+from onnx import numpy_helper
 from google.protobuf.message import DecodeError
 
 from smugir.budget import elements, format_size, require
@@ -131,16 +132,18 @@ def set_session_threads(threads: int) -> None:
     _session_threads = int(threads)
 
 
-def make_session(proto: onnx.ModelProto, optimized: bool = False) -> ort.InferenceSession:
-    """A CPU session with graph optimisations off (unless `optimized`): they are not always exact.
+def make_session(proto: onnx.ModelProto, optimize: bool = False) -> ort.InferenceSession:
+    """A CPU session, by default with graph optimisations off: they are not always exact.
 
     Measured with onnxruntime 1.31.1: a Pad (zeros) followed by MaxPool is fused at the basic level
     into a MaxPool whose padding is -inf, which changes the model's output. A verifier must run the
-    graph as ONNX defines it; an optimised session is for speed, checked against a plain one.
+    graph as ONNX defines it; `optimize=True` is for callers that check the optimised session
+    against the plain one (`batched_session`).
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.intra_op_num_threads = _session_threads
     try:
         return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -484,3 +487,49 @@ def with_batch_of_one(proto: onnx.ModelProto) -> onnx.ModelProto:
                 dim.dim_value = 1
     del fixed.graph.value_info[:]
     return onnx.shape_inference.infer_shapes(fixed)
+
+
+def with_dynamic_batch(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The same graph with a symbolic leading dim and Reshape targets that copy it (0 for a leading 1)."""
+    batched = onnx.ModelProto()
+    batched.CopyFrom(proto)
+    graph = batched.graph
+    initializers = {t.name for t in graph.initializer}
+    data_inputs = [v for v in graph.input if v.name not in initializers]
+    for value in data_inputs[:1] + list(graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].dim_param = "batch"
+    reshape_targets = {n.input[1] for n in graph.node if n.op_type == "Reshape"}
+    for tensor in graph.initializer:
+        if tensor.name in reshape_targets:
+            target = numpy_helper.to_array(tensor).copy()
+            if target.size >= 2 and target[0] == 1:
+                target[0] = 0
+                tensor.CopyFrom(numpy_helper.from_array(target.astype(np.int64), tensor.name))
+    del graph.value_info[:]
+    return batched
+
+
+def batched_session(proto: onnx.ModelProto, input_name: str, shape: tuple[int, ...], extra: dict | None = None,
+                    optimize: bool = False) -> tuple[ort.InferenceSession, bool]:
+    """A session that takes many points at once when the graph allows it, and whether it does.
+
+    The batched (and, with `optimize`, graph-optimised) session is used only if it gives the plain
+    session's outputs on two random points (to float32 precision); otherwise the plain one is.
+    """
+    extra = extra or {}
+    single = make_session(proto)
+    probe = np.random.default_rng(0).normal(size=(2, *shape[1:])).astype(np.float32)
+    apart = [single.run(None, {input_name: p[None], **extra}) for p in probe]
+    for optimized in dict.fromkeys((optimize, False)):
+        try:
+            candidate = make_session(with_dynamic_batch(proto), optimized)
+            together = candidate.run(None, {input_name: probe, **extra})
+        except Exception:  # noqa: BLE001 (onnxruntime refuses the batched graph, e.g. a Reshape to a fixed size)
+            continue
+        if all(np.asarray(out).shape[:1] == (2,) for out in together) and all(
+                np.allclose(np.asarray(together[k])[i], np.asarray(apart[i][k])[0], rtol=1e-5, atol=1e-6)
+                for k in range(len(together)) for i in range(2)):
+            return candidate, True
+    return single, False

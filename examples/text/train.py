@@ -52,7 +52,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from onnx import numpy_helper
 from torch import nn
 
 HERE = Path(__file__).resolve().parent

@@ -14,7 +14,9 @@ shape. "Black" and "white" (IG baselines, XRAI, occlusion) are given in model-in
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -82,10 +84,12 @@ class OnnxModelFunction:
     softmax saturation) or its softmax probability.
     """
 
-    def __init__(self, model: Model, layout: InputLayout | None = None, target: str = "logit"):
+    def __init__(self, model: Model, layout: InputLayout | None = None, target: str = "logit",
+                 cache: "GradientCache | None" = None):
         self.model = model
         self.layout = layout or input_layout(model.input_shape)
         self.target = target
+        self.cache = cache
 
     def _raw(self, images_hwc: np.ndarray) -> np.ndarray:
         return np.stack([self.layout.from_image(im.transpose(2, 0, 1), self.model.input_shape) for im in images_hwc])
@@ -99,6 +103,12 @@ class OnnxModelFunction:
         label = int(call_model_args[CLASS_KEY])
         raw = self._raw(np.asarray(images, dtype=np.float64))
         keys = set(expected_keys or [])
+        if self.cache is None:
+            return self._answer(raw, label, keys)
+        key = (self.model.sha256, self.target, label, tuple(sorted(keys)), raw.shape, hashlib.sha256(raw.tobytes()).hexdigest())
+        return self.cache.get(key, lambda: self._answer(raw, label, keys))
+
+    def _answer(self, raw: np.ndarray, label: int, keys: set[str]) -> dict:
         out: dict[str, np.ndarray] = {}
         if keys & {pair.INPUT_OUTPUT_GRADIENTS, pair.OUTPUT_LAYER_VALUES}:
             values, grads = provider_for(self.model, self.model.input_name, self.target)(raw, label)
@@ -111,6 +121,26 @@ class OnnxModelFunction:
             out[pair.CONVOLUTION_LAYER_VALUES] = activations.transpose(0, 2, 3, 1)
             out[pair.CONVOLUTION_OUTPUT_GRADIENTS] = grads.reshape(activations.shape).transpose(0, 2, 3, 1)
         return {k: v for k, v in out.items() if k in keys}
+
+
+class GradientCache:
+    """Model answers for one input, shared by the methods that ask for the same points: IG from
+    black and XRAI's IG from black run the same 64 gradients. Oldest answers go first beyond
+    `max_bytes`, so memory stays bounded by one input's work."""
+
+    def __init__(self, max_bytes: int = 1 << 28):
+        self.max_bytes = max_bytes
+        self.answers: OrderedDict[tuple, dict] = OrderedDict()
+        self.hits = 0
+
+    def get(self, key: tuple, compute: Callable[[], dict]) -> dict:
+        if key in self.answers:
+            self.hits += 1
+            return self.answers[key]
+        answer = self.answers[key] = compute()
+        while len(self.answers) > 1 and sum(v.nbytes for a in self.answers.values() for v in a.values()) > self.max_bytes:
+            self.answers.popitem(last=False)
+        return answer
 
 
 class SmugSaliency(pair.CoreSaliency):
@@ -182,9 +212,24 @@ def _ig(*baselines: str) -> MapFunction:
     return run
 
 
-def _smug(base: bool) -> MapFunction:
+DEFAULT_PROBLEM = ("top_k", "gamma", "formulation", "window", "segments", "rank")  # what `smug_default` takes from explain's defaults
+
+
+def smug_defaults() -> dict[str, Any]:
+    """smugir's own settings of the masking problem: `smugir.explain.explain`'s defaults."""
+    from smugir.explain import explain
+
+    parameters = inspect.signature(explain).parameters
+    return {name: parameters[name].default for name in DEFAULT_PROBLEM if name in parameters}
+
+
+def _smug(base: bool = False, defaults: bool = False) -> MapFunction:
     def run(x, call, args, setting):
-        options = {**setting.smug, "method": "smug_base"} if base else dict(setting.smug)
+        options = dict(setting.smug)
+        if base:
+            options["method"] = "smug_base"
+        if defaults:
+            options.update(smug_defaults())
         return SmugSaliency(call.model, setting.layout, **options).GetMask(x, None, args)
     return run
 
@@ -198,8 +243,9 @@ def _edges(x, call, args, setting):
 # image side, Guided IG as in PAIR's examples, occlusion windows of an eighth of the side filled with
 # the mean of the per-channel black values (PAIR takes one number).
 METHODS: dict[str, MapFunction] = {
-    "smug": _smug(base=False),
+    "smug": _smug(),
     "smug_base": _smug(base=True),
+    "smug_default": _smug(defaults=True),
     "gradient": lambda x, call, args, s: pair.GradientSaliency().GetMask(x, call, args),
     "smoothgrad": lambda x, call, args, s: pair.GradientSaliency().GetSmoothedMask(x, call, args, stdev_spread=0.15, nsamples=25, magnitude=True),
     "ig": _ig("low"),
@@ -230,18 +276,20 @@ def unavailable(model: Model, methods: list[str] | tuple[str, ...]) -> dict[str,
         try:
             if method == "gradcam":
                 last_conv_tensor(model)
-            elif method in ("smug", "smug_base"):
+            elif method in ("smug", "smug_base", "smug_default"):
                 first_layer(model)
         except UnsupportedModelError as exc:
             reasons[method] = str(exc)
     return reasons
 
 
-def saliency_map(method: str, model: Model, x: np.ndarray, label: int, setting: Setting | None = None) -> np.ndarray:
+def saliency_map(method: str, model: Model, x: np.ndarray, label: int, setting: Setting | None = None,
+                 cache: GradientCache | None = None) -> np.ndarray:
     """`method`'s map for class `label` at input x, in x's raw shape (the model's input layout).
 
     SmoothGrad draws its noise from numpy's global generator (PAIR's choice); it is seeded with
-    `setting.seed` for the call and restored afterwards, so maps are reproducible.
+    `setting.seed` for the call and restored afterwards, so maps are reproducible. Methods given one
+    `cache` share the gradients they ask for at the same points.
     """
     check_methods([method])
     setting = setting or setting_for(model)
@@ -250,7 +298,7 @@ def saliency_map(method: str, model: Model, x: np.ndarray, label: int, setting: 
     state = np.random.get_state()
     np.random.seed(setting.seed)
     try:
-        result = METHODS[method](image, OnnxModelFunction(model, layout, setting.target), {CLASS_KEY: int(label)}, setting)
+        result = METHODS[method](image, OnnxModelFunction(model, layout, setting.target, cache), {CLASS_KEY: int(label)}, setting)
     finally:
         np.random.set_state(state)
     result = np.asarray(result, dtype=np.float64)

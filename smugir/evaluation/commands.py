@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable, Iterator
 
-EVAL_FILES = ["records.csv", "summary.csv", "maps.png", "lsc.png"]
+EVAL_FILES = ["records.jsonl", "records.csv", "summary.csv", "maps.png", "lsc.png"]
 TEXT_EVAL_FILES = ["records.csv", "summary.csv", "lsc.png"]
 SANITY_FILES = ["sanity.csv", "sanity.png"]
 EVAL_METHODS = "smug,smug_base,ig,gradcam,smoothgrad,xrai,optbox"
@@ -37,10 +40,10 @@ def _positive(text: str) -> int:
 
 
 def _common(command: argparse.ArgumentParser, methods: str) -> None:
-    from smugir.cli import _add_problem_options
+    from smugir.options import add_problem_options
     from smugir.solver_options import add_solver_options
 
-    _add_problem_options(command)
+    add_problem_options(command)
     command.add_argument("dataset", help="file.npz[:key] of raw model inputs (and 'labels'), or a folder of images")
     command.add_argument("--methods", type=_names, default=_names(methods), help=f"comma-separated saliency methods (default {methods})")
     command.add_argument("--pixels", action="store_true",
@@ -48,7 +51,7 @@ def _common(command: argparse.ArgumentParser, methods: str) -> None:
     command.add_argument("--limit", type=_positive, help="only the first N inputs")
     add_solver_options(command, " per input for SMUG")
     command.add_argument("--seed", type=int, default=0, help="seed of SmoothGrad's noise and of the randomised weights (default 0)")
-    command.add_argument("--out", help="folder for the CSV files and figures (created if missing)")
+    command.add_argument("--out", help="folder for the results and figures (created if missing; eval: a rerun continues in it, --force recomputes results made with other settings)")
 
 
 def add_commands(commands) -> None:
@@ -63,6 +66,11 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--correct-only", action="store_true", help="score only the inputs the model classifies correctly (needs labels)")
     evaluate.add_argument("--truth", help="ground-truth masks (N, H, W) as file.npz:key: adds AUC, max F1 and min MAE")
     evaluate.add_argument("--figure-inputs", type=_positive, default=6, help="inputs shown in maps.png (default 6)")
+    evaluate.add_argument("--label-from-name", action="store_true",
+                          help="image folders: the label is the number a file name starts with (0042_goldfish.jpg: 42)")
+    evaluate.add_argument("--report-only", action="store_true", help="compute nothing: the table and figures of what --out records")
+    evaluate.add_argument("--workers", type=_positive, default=1, help="local worker processes, one input each at a time (default 1)")
+    evaluate.add_argument("--scheduler", help="tcp://HOST:PORT of a Dask scheduler: run on that cluster instead (extra 'dist')")
     evaluate.set_defaults(run=_eval)
 
     sanity = commands.add_parser(
@@ -73,6 +81,7 @@ def add_commands(commands) -> None:
     )
     _common(sanity, SANITY_METHODS)
     sanity.add_argument("--modes", type=_names, default=_names(SANITY_MODES), help=f"randomisations (default {SANITY_MODES})")
+    sanity.add_argument("--steps", type=_positive, help="randomised models per mode, spread over the depth (default: one per layer)")
     sanity.set_defaults(run=_sanity)
 
 
@@ -86,63 +95,131 @@ def _require_packages(command: str) -> None:
 
 
 def _setup(args: argparse.Namespace):
-    """(model, samples, setting) from the options shared by both commands."""
+    """(model, samples, setting) of `smug sanity`."""
     from smugir.errors import InputError
-    from smugir.evaluation.baselines import setting_for
-    from smugir.evaluation.samples import black_and_white, load_samples
+    from smugir.evaluation.samples import load_samples
     from smugir.model import load_model
     from smugir.text import is_text_model
-    from smugir.units import input_layout
 
-    if args.method == "smug_base":
-        raise InputError("--method chooses the encoding behind 'smug' (smug or network); list smug_base in --methods instead")
     model = load_model(args.model)
     if is_text_model(model):
         raise InputError(f"smug {args.command} randomises image classifiers; {args.model!r} takes token ids "
                          "(smug eval scores text models)")
-    layout = input_layout(model.input_shape, args.layout, args.image_shape)
-    samples = load_samples(args.dataset, model, layout, args.pixels, args.scale, args.mean, args.std, args.limit)
-    low, high = black_and_white(args.mean, args.std, layout.channels)
-    smug = {
-        "top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "formulation": args.formulation, "window": args.window, "segments": args.segments,
-        "baseline": args.baseline, "method": args.method, "margin": args.margin, "ig_steps": args.ig_steps,
-        "layout": args.layout, "image_shape": args.image_shape, "solver": args.solver, "timeout": args.timeout,
-    }
-    return model, samples, setting_for(model, layout, low, high, seed=args.seed, smug=smug)
+    model, setting = _model_and_setting(args, model)
+    samples = load_samples(args.dataset, model, setting.layout, args.pixels, args.scale, args.mean, args.std, args.limit)
+    return model, samples, setting
 
 
 def _eval(args: argparse.Namespace) -> int:
     _require_packages("eval")
-    from rich.progress import track
+    import tempfile
 
-    from smugir.evaluation.baselines import check_methods
-    from smugir.evaluation.comparison import OPTBOX, compare, summarize
+    from smugir.errors import InputError
+    from smugir.evaluation.baselines import check_methods, unavailable
+    from smugir.evaluation.comparison import OPTBOX, summarize
+    from smugir.evaluation.metrics import MAX_THRESHOLDS
     from smugir.evaluation.report import display_name, print_table, summary_table
+    from smugir.evaluation.run import RECORDS, Plan, Reading, complete_inputs, run_evaluation
+    from smugir.evaluation.samples import load_photos
     from smugir.exporters.files import check_folder
-
     from smugir.model import load_model
     from smugir.text import is_text_model
 
-    if is_text_model(load_model(args.model)):
+    model = load_model(args.model)
+    if is_text_model(model):
         return _eval_text(args)
     check_methods(args.methods, extra=(OPTBOX,))
-    if args.out:
+    if args.report_only and not (args.out and (Path(args.out) / RECORDS).exists()):
+        raise InputError(f"--report-only reads the records of an earlier run: {args.out or '(no --out)'!r} holds no {RECORDS}")
+    if args.out and not (Path(args.out) / RECORDS).exists():  # else a rerun: it continues in the folder
         check_folder(args.out, EVAL_FILES, args.force)
-    model, samples, setting = _setup(args)
-    truth = _truth(args.truth, len(samples.ids)) if args.truth else None
-    result = compare(model, samples.inputs, samples.labels, args.methods, setting, samples.ids, args.correct_only, truth,
-                     progress=lambda items: track(items, description="scoring", transient=True))
-    for method, reason in result.unavailable.items():
+    model, setting = _model_and_setting(args, model)
+    photos = load_photos(args.dataset, model, setting.layout, args.pixels, args.scale, args.mean, args.std, args.limit,
+                         args.label_from_name, 2 * args.figure_inputs)
+    if args.correct_only and any(photo.label is None for photo in photos):
+        raise InputError("keeping only the correctly classified inputs needs labels, and the dataset has none"
+                         " (image folders: --label-from-name)")
+    if args.truth:
+        truth = _truth(args.truth, len(photos))
+        photos = [replace(photo, truth=mask) for photo, mask in zip(photos, truth)]
+    missing = unavailable(model, args.methods)
+    for method, reason in missing.items():
         print(f"unavailable {display_name(method)}: {reason}")
-    if not result.records:
-        print(f"nothing scored: the model misclassifies all {len(result.skipped)} inputs" if result.skipped else "nothing scored")
-        return 0
-    rows = summarize(result.records, seed=args.seed)
-    skipped = f", {len(result.skipped)} misclassified skipped" if result.skipped else ""
-    print_table(summary_table(rows, f"{model.path.name}: {len(result.images)} inputs{skipped} (LSC: lower is better)"))
-    if args.out:
-        _write_eval(args, result, rows)
-    return 0
+    methods = [m for m in args.methods if m not in missing]
+    plan = Plan(str(Path(args.model).resolve()), setting, Reading(args.scale, tuple(args.mean), tuple(args.std)),
+                args.correct_only, MAX_THRESHOLDS)
+    identity = {"model_sha256": model.sha256, "reading": [args.scale, list(args.mean), list(args.std), args.pixels]}
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(args.out) if args.out else Path(scratch) / "eval"
+        with _progress_bar() as progress:
+            report = run_evaluation(plan, photos, methods, out, args.workers, args.scheduler, progress, identity,
+                                    replace_other=bool(args.force), compute=not args.report_only)
+        if report.reused:
+            print(f"{report.reused} method runs recorded by an earlier run in {out / RECORDS}, {report.computed} computed now")
+        for error in report.errors:
+            print(f"error {error['sample']} {display_name(error['method'])}: {error['error']}")
+        if not report.records:
+            print(f"nothing scored: the model misclassifies all {len(report.misclassified)} inputs" if report.misclassified
+                  else "nothing scored")
+            return 1 if report.errors else 0
+        complete = complete_inputs(report.records, methods)
+        partial = len({r.sample for r in report.records}) - len(complete)
+        report = replace(report, records=[r for r in report.records if r.sample in complete])
+        if not complete:
+            print(f"no input has a record of every method yet ({partial} have some)")
+            return 1 if report.errors else 0
+        rows = summarize(report.records, seed=args.seed)
+        skipped = f", {len(report.misclassified)} misclassified skipped" if report.misclassified else ""
+        unfinished = f", {partial} with some methods missing left out" if partial else ""
+        print_table(summary_table(rows, f"{model.path.name}: {len(complete)} inputs{skipped}{unfinished} (LSC: lower is better)"))
+        if args.out:
+            _write_eval(args, out, report, rows)
+    return 1 if report.errors else 0
+
+
+def _model_and_setting(args: argparse.Namespace, model):
+    from smugir.errors import InputError
+    from smugir.evaluation.baselines import setting_for
+    from smugir.evaluation.samples import black_and_white
+    from smugir.units import input_layout
+
+    if args.method == "smug_base":
+        raise InputError("--method chooses the encoding behind 'smug' (smug or network); list smug_base in --methods instead")
+    layout = input_layout(model.input_shape, args.layout, args.image_shape)
+    low, high = black_and_white(args.mean, args.std, layout.channels)
+    return model, setting_for(model, layout, low, high, seed=args.seed, smug=_smug_options(args))
+
+
+def _smug_options(args: argparse.Namespace) -> dict:
+    return {
+        "top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "formulation": args.formulation, "window": args.window,
+        "segments": args.segments,
+        "baseline": args.baseline, "method": args.method, "margin": args.margin, "ig_steps": args.ig_steps,
+        "layout": args.layout, "image_shape": args.image_shape, "solver": args.solver, "timeout": args.timeout,
+    }
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int], Callable[[str, int, bool], None]]]:
+    """Two rich bars with ETA: inputs, and method runs (what finished last in the description)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns) as progress:
+
+        def start(photos: int, runs: int) -> Callable[[str, int, bool], None]:
+            inputs = progress.add_task("inputs", total=photos)
+            methods = progress.add_task("method runs", total=runs)
+
+            def advance(what: str, count: int, photo_done: bool) -> None:
+                progress.update(methods, advance=count, description=f"method runs (last: {what[:20]})")
+                if photo_done:
+                    progress.advance(inputs)
+
+            return advance
+
+        yield start
 
 
 def _eval_text(args: argparse.Namespace) -> int:
@@ -202,19 +279,19 @@ def _truth(spec: str, count: int):
     return masks[:count]
 
 
-def _write_eval(args: argparse.Namespace, result, rows) -> None:
+def _write_eval(args: argparse.Namespace, out: Path, report, rows) -> None:
+    """The derived files, rewritten from the records after every run (they are not the results)."""
     from smugir.evaluation.plots import lsc_boxplot, map_grid
     from smugir.evaluation.report import write_csv
-    from smugir.exporters.files import staged_folder
+    from smugir.evaluation.run import figure_comparison
 
-    with staged_folder(args.out, EVAL_FILES, args.force) as folder:
-        written = [
-            write_csv(folder / "records.csv", [r.to_json() for r in result.records]),
-            write_csv(folder / "summary.csv", [r.to_json() for r in rows]),
-            map_grid(result, folder / "maps.png", args.figure_inputs),
-            lsc_boxplot(result.records, folder / "lsc.png"),
-        ]
-    print(f"wrote {', '.join(str(Path(args.out) / p.name) for p in written)}")
+    written = [
+        write_csv(out / "records.csv", [r.to_json() for r in report.records], force=True),
+        write_csv(out / "summary.csv", [r.to_json() for r in rows], force=True),
+        map_grid(figure_comparison(out, report), out / "maps.png", args.figure_inputs, force=True),
+        lsc_boxplot(report.records, out / "lsc.png", force=True),
+    ]
+    print(f"wrote {', '.join(str(p) for p in written)}")
 
 
 def _sanity(args: argparse.Namespace) -> int:
@@ -234,7 +311,7 @@ def _sanity(args: argparse.Namespace) -> int:
         check_folder(args.out, SANITY_FILES, args.force)
     model, samples, setting = _setup(args)
     result = sanity_check(model, samples.inputs, samples.labels, args.methods, args.modes, setting, samples.ids, args.seed,
-                          progress=lambda items: track(items, description="randomising", transient=True))
+                          progress=lambda items: track(items, description="randomising", transient=True), max_steps=args.steps)
     for method, reason in result.unavailable.items():
         print(f"unavailable {display_name(method)}: {reason}")
     if not result.records:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from smugir.errors import InputError
-from smugir.evaluation.baselines import Setting, check_methods, saliency_map, setting_for, unavailable
+from smugir.evaluation.baselines import GradientCache, Setting, check_methods, saliency_map, setting_for, unavailable
 from smugir.evaluation.classifier import ImageClassifier
 from smugir.evaluation.metrics import MAX_THRESHOLDS, mask_agreement, optbox, saliency_2d, saliency_metric, sparsity, win_rates
 from smugir.model import Model
@@ -42,6 +42,8 @@ class Record:
     auc: float | None = None
     max_f1: float | None = None
     min_mae: float | None = None
+    metric_seconds: float | None = None  # scoring the map with LSC (None for OptBox)
+    cpu_seconds: float | None = None  # CPU time of the map and its scoring (OptBox: the search): wall time on an idle core
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -88,33 +90,54 @@ def compare(
     predicted = classify(images).argmax(axis=1) if len(inputs) else np.zeros(0, dtype=int)
     labels = predicted if labels is None else np.asarray(labels, dtype=np.int64)
     result = Comparison([], {}, {}, [], unavailable(model, methods))
-    name = model.path.name
+    chosen = [m for m in methods if m not in result.unavailable]
     for index in progress(range(len(inputs))):
         sample, label, image = ids[index], int(labels[index]), images[index]
         if only_correct and predicted[index] != label:
             result.skipped.append(sample)
             continue
         result.images[sample] = image
-        for method in methods:
-            if method in result.unavailable:
-                continue
-            clock = time.perf_counter()
-            if method == OPTBOX:
-                score, agreement, spars, flat = optbox(classify, image, label), None, None, None
-                seconds = time.perf_counter() - clock
-            else:
-                raw = saliency_map(method, model, inputs[index], label, setting)
-                seconds = time.perf_counter() - clock
-                flat = saliency_2d(classify.to_image(raw))
-                score, spars = saliency_metric(classify, image, flat, label, max_thresholds), sparsity(flat)
-                agreement = mask_agreement(flat, truth[index]) if truth is not None else None
-                result.maps[(sample, method)] = flat
-            result.records.append(Record(
-                name, sample, label, method, score.score, score.area, score.probability,
-                None if score.box is None else tuple(score.box.to_json()), spars, seconds,
-                *((agreement.auc, agreement.max_f1, agreement.min_mae) if agreement else ()),
-            ))
+        for record, flat in score_input(model, classify, inputs[index], sample, label, chosen, setting,
+                                        None if truth is None else truth[index], max_thresholds):
+            result.records.append(record)
+            if flat is not None:
+                result.maps[(sample, record.method)] = flat
     return result
+
+
+def score_input(model: Model, classify: ImageClassifier, x: np.ndarray, sample: str, label: int, methods: Sequence[str],
+                setting: Setting, truth: np.ndarray | None = None, max_thresholds: int | None = MAX_THRESHOLDS,
+                ) -> Iterator[tuple[Record, np.ndarray | None]]:
+    """Each method's record on one input, with the (H, W) map the metric read (None for OptBox),
+    as each finishes. The methods share one gradient cache: points asked for twice are run once."""
+    cache = GradientCache()
+    for method in methods:
+        yield score_method(model, classify, x, sample, label, method, setting, truth, max_thresholds, cache)
+
+
+def score_method(model: Model, classify: ImageClassifier, x: np.ndarray, sample: str, label: int, method: str,
+                 setting: Setting, truth: np.ndarray | None = None, max_thresholds: int | None = MAX_THRESHOLDS,
+                 cache: GradientCache | None = None) -> tuple[Record, np.ndarray | None]:
+    """One method's record on one input and the (H, W) map the metric read (None for OptBox)."""
+    image = classify.to_image(x)
+    clock, cpu = time.perf_counter(), time.process_time()
+    if method == OPTBOX:
+        score, agreement, spars, flat = optbox(classify, image, label), None, None, None
+        seconds = time.perf_counter() - clock
+    else:
+        raw = saliency_map(method, model, x, label, setting, cache)
+        seconds = time.perf_counter() - clock
+        flat = saliency_2d(classify.to_image(raw))
+        score, spars = saliency_metric(classify, image, flat, label, max_thresholds), sparsity(flat)
+        agreement = mask_agreement(flat, truth) if truth is not None else None
+    record = Record(
+        model.path.name, sample, label, method, score.score, score.area, score.probability,
+        None if score.box is None else tuple(score.box.to_json()), spars, seconds,
+        *((agreement.auc, agreement.max_f1, agreement.min_mae) if agreement else (None, None, None)),
+        metric_seconds=None if method == OPTBOX else time.perf_counter() - clock - seconds,
+        cpu_seconds=time.process_time() - cpu,
+    )
+    return record, flat
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,8 @@ class Summary:
     auc: float | None = None  # means, when ground-truth masks were given
     max_f1: float | None = None
     min_mae: float | None = None
+    metric_seconds: float | None = None  # mean per input: scoring the map with LSC
+    cpu_seconds: float | None = None  # mean per input: CPU time of map and scoring
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -162,5 +187,6 @@ def summarize(records: Sequence[Record], seed: int = 0) -> list[Summary]:
             win.rate if win else None, win.low if win else None, win.high if win else None,
             _mean([r.sparsity for r in chosen]), float(np.mean([r.seconds for r in chosen])),
             _mean([r.auc for r in chosen]), _mean([r.max_f1 for r in chosen]), _mean([r.min_mae for r in chosen]),
+            _mean([r.metric_seconds for r in chosen]), _mean([r.cpu_seconds for r in chosen]),
         ))
     return rows

@@ -17,7 +17,6 @@ from typing import Callable
 
 import numpy as np
 from scipy.stats import bootstrap, rankdata
-from skimage.transform import resize
 
 from smugir.errors import InputError
 
@@ -85,25 +84,62 @@ def tightest_box(saliency: np.ndarray, threshold: float) -> Box | None:
     return Box(int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
 
 
+def _linear_weights(source: int, target: int) -> np.ndarray:
+    """(target, source) matrix of 1-D linear interpolation with edge clamping, pixel centres aligned:
+    what scikit-image's `resize(order=1, mode="edge", anti_aliasing=False)` does along one axis."""
+    centres = np.clip((np.arange(target) + 0.5) * source / target - 0.5, 0, source - 1)
+    low = np.floor(centres).astype(np.int64)
+    high = np.minimum(low + 1, source - 1)
+    weight = centres - low
+    matrix = np.zeros((target, source))
+    np.add.at(matrix, (np.arange(target), low), 1 - weight)
+    np.add.at(matrix, (np.arange(target), high), weight)
+    return matrix
+
+
 def crop_and_resize(image_chw: np.ndarray, box: Box) -> np.ndarray:
-    """The box's pixels, resized back to the image's size with bilinear interpolation."""
+    """The box's pixels, resized back to the image's size with bilinear interpolation.
+
+    Bilinear interpolation is separable, so the resize is two small matrix products per channel
+    (equal to scikit-image's resize to float64 precision, and much faster on 224 x 224 crops).
+    """
     image_chw = np.asarray(image_chw, dtype=np.float64)
     crop = image_chw[:, box.top : box.bottom, box.left : box.right]
     if crop.shape == image_chw.shape:
         return image_chw.copy()
-    resized = resize(crop.transpose(1, 2, 0), image_chw.shape[1:], order=1, mode="edge", anti_aliasing=False, preserve_range=True)
-    return resized.transpose(2, 0, 1)
+    height, width = image_chw.shape[1:]
+    rows = _linear_weights(crop.shape[1], height)
+    cols = _linear_weights(crop.shape[2], width)
+    return np.einsum("hi,cij,wj->chw", rows, crop, cols, optimize=True)
+
+
+CROP_CHUNK = 16  # crops classified per call (16 x 3 x 224 x 224 float64 is 19 MB)
 
 
 def _best_box(classify: Classify, image_chw: np.ndarray, boxes: list[Box], label: int,
               thresholds_of: list[float | None]) -> LSC:
+    """The lowest-scoring box, the first one in `boxes` order among equals.
+
+    Exact branch and bound: p <= 1, so log(max(floor, area)) is a lower bound of a box's score.
+    Boxes are classified smallest first, and the search stops once the smallest remaining bound is
+    above the best score found; a box that could tie is still classified. The result is the one
+    classifying every box gives; `evaluated` says how many crops were needed.
+    """
     height, width = image_chw.shape[1:]
-    crops = np.stack([crop_and_resize(image_chw, box) for box in boxes])
-    probabilities = np.asarray(classify(crops))[:, label]
-    scores = [lsc_score(box.area_fraction(height, width), float(p)) for box, p in zip(boxes, probabilities)]
+    areas = np.array([box.area_fraction(height, width) for box in boxes])
+    bounds = np.log(np.maximum(AREA_FLOOR, areas))
+    order = np.argsort(areas, kind="stable")
+    scores = np.full(len(boxes), np.inf)
+    probabilities = np.zeros(len(boxes))
+    evaluated = 0
+    while evaluated < len(boxes) and bounds[order[evaluated]] <= scores.min():
+        chosen = order[evaluated : evaluated + CROP_CHUNK]
+        crops = np.stack([crop_and_resize(image_chw, boxes[i]) for i in chosen])
+        probabilities[chosen] = np.asarray(classify(crops))[:, label]
+        scores[chosen] = [lsc_score(areas[i], float(probabilities[i])) for i in chosen]
+        evaluated += len(chosen)
     best = int(np.argmin(scores))
-    return LSC(scores[best], boxes[best].area_fraction(height, width), float(probabilities[best]), boxes[best],
-               thresholds_of[best], len(boxes))
+    return LSC(float(scores[best]), float(areas[best]), float(probabilities[best]), boxes[best], thresholds_of[best], evaluated)
 
 
 def saliency_metric(classify: Classify, image_chw: np.ndarray, saliency: np.ndarray, label: int,

@@ -124,13 +124,20 @@ def parse_mode(mode: str) -> float | None:
     raise InputError(f"unknown randomisation {mode!r}; accepted: cascading, independent, noise:SIGMA with SIGMA > 0")
 
 
-def steps(model: Model, mode: str, seed: int = 0) -> Iterator[Step]:
+def steps(model: Model, mode: str, seed: int = 0, max_steps: int | None = None) -> Iterator[Step]:
     """The original model, then one model per layer: `cascading` (re-initialised from the logits
     down, cumulatively), `independent` (one layer at a time), or `noise:SIGMA` (N(0, SIGMA) added
-    to the weights, cascading). Models are built one at a time, as they are consumed."""
+    to the weights, cascading). Models are built one at a time, as they are consumed.
+
+    `max_steps` keeps that many of them, evenly spread and always with the last (every layer, or
+    the layer nearest the input): a 50-layer network is checked at a few depths, not at each."""
     noise = parse_mode(mode)
     layers = parameter_layers(model.proto)
+    if max_steps is not None and int(max_steps) < 1:
+        raise InputError(f"the number of randomisation steps must be >= 1, got {max_steps}")
+    chosen_steps = range(1, len(layers) + 1) if max_steps is None else \
+        sorted({int(k) for k in np.linspace(1, len(layers), int(max_steps) + 1)[1:].round()})
     yield Step(mode, 0, (), model)
-    for k in range(1, len(layers) + 1):
+    for k in chosen_steps:
         chosen = [layers[k - 1]] if mode == "independent" else layers[:k]
         yield Step(mode, k, tuple(layer.node for layer in chosen), _model(randomized(model.proto, chosen, seed, noise), model))

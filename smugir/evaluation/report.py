@@ -20,7 +20,7 @@ from smugir.evaluation.sanity import SanityRecord
 from smugir.exporters.files import write_text
 
 DISPLAY_NAMES = {
-    "smug": "SMUG", "smug_base": "SMUG_base", "ig": "IG", "ig_white": "IG (white)", "ig_black_white": "IG (black+white)",
+    "smug": "SMUG", "smug_base": "SMUG_base", "smug_default": "SMUG (smugir defaults)", "ig": "IG", "ig_white": "IG (white)", "ig_black_white": "IG (black+white)",
     "gradcam": "Grad-CAM", "smoothgrad": "SmoothGrad", "xrai": "XRAI", "optbox": "OptBox", "gradient": "Gradient",
     "blur_ig": "Blur IG", "guided_ig": "Guided IG", "occlusion": "Occlusion", "edges": "Sobel edges (control)",
 }
@@ -38,6 +38,9 @@ def _number(value: float | None, digits: int = 3, scale: float = 1.0) -> str:
 def summary_rows(rows: Sequence[Summary]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the comparison table; AUC / F1 / MAE columns only when measured."""
     header = ["method", "inputs", "LSC median [Q1, Q3]", "Win % [95 % CI]", "sparsity %", "s / input"]
+    with_cpu = any(row.cpu_seconds is not None for row in rows)
+    if with_cpu:
+        header += ["LSC s / input", "CPU s / input"]
     with_truth = any(row.auc is not None for row in rows)
     if with_truth:
         header += ["AUC", "max F1", "min MAE"]
@@ -46,6 +49,8 @@ def summary_rows(rows: Sequence[Summary]) -> tuple[list[str], list[list[str]]]:
         win = "-" if row.win is None else f"{100 * row.win:.1f} [{100 * row.win_low:.1f}, {100 * row.win_high:.1f}]"
         line = [display_name(row.method), str(row.inputs), f"{row.lsc_median:.2f} [{row.lsc_q1:.2f}, {row.lsc_q3:.2f}]", win,
                 _number(row.sparsity, 1, 100), _number(row.seconds)]
+        if with_cpu:
+            line += [_number(row.metric_seconds), _number(row.cpu_seconds)]
         if with_truth:
             line += [_number(row.auc), _number(row.max_f1), _number(row.min_mae)]
         cells.append(line)

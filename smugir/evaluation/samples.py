@@ -9,14 +9,16 @@ files: value = (pixel * scale - mean) / std per channel, placed on the model's l
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from smugir.datasets import archive_entry, index_ids, read_dataset
+from smugir.datasets import archive_entry, clean_id, index_ids, read_dataset
 from smugir.errors import InputError
-from smugir.inputs import normalise_pixels
+from smugir.evaluation.run import Photo
+from smugir.inputs import IMAGE_SUFFIXES, normalise_pixels
 from smugir.model import Model
 from smugir.units import InputLayout
 
@@ -79,3 +81,44 @@ def _pixel_archive(spec: str, model: Model, layout: InputLayout, scale: float, m
     values = normalise_pixels(chw, scale, mean, std)
     inputs = np.stack([layout.from_image(v, model.input_shape) for v in values]) if len(values) else np.zeros((0, *model.input_shape))
     return index_ids(len(images)), inputs, labels
+
+
+_LEADING_NUMBER = re.compile(r"^(\d+)")
+
+
+def load_photos(
+    spec: str | os.PathLike,
+    model: Model,
+    layout: InputLayout,
+    pixels: bool = False,
+    scale: float = 1 / 255,
+    mean: tuple[float, ...] = (0.0,),
+    std: tuple[float, ...] = (1.0,),
+    limit: int | None = None,
+    label_from_name: bool = False,
+    figure_inputs: int = 0,
+) -> list[Photo]:
+    """The first `limit` inputs of `spec` as `smug eval` tasks, the first `figure_inputs` marked for
+    maps.png. A folder of images is listed, not read: each worker reads its own image, so memory
+    does not grow with the dataset. `label_from_name`: a file's label is the number its name starts with."""
+    path = Path(str(spec))
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+        if not files:
+            raise InputError(f"folder {str(spec)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        labels = [_label_of(p) if label_from_name else None for p in files]
+        photos = [Photo(clean_id(p.stem), label, path=str(p.resolve())) for p, label in zip(files, labels)]
+    else:
+        if label_from_name:
+            raise InputError("--label-from-name reads labels from image file names; the dataset is not a folder of images")
+        samples = load_samples(spec, model, layout, pixels, scale, mean, std, limit)
+        labels = [None] * len(samples.ids) if samples.labels is None else [int(v) for v in samples.labels]
+        photos = [Photo(i, label, x=x) for i, label, x in zip(samples.ids, labels, samples.inputs)]
+    return [replace(photo, figure=number < figure_inputs) for number, photo in enumerate(photos)]
+
+
+def _label_of(path: Path) -> int:
+    match = _LEADING_NUMBER.match(path.name)
+    if match is None:
+        raise InputError(f"--label-from-name: the file name {path.name!r} does not start with a number")
+    return int(match[1])

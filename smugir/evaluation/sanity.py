@@ -59,9 +59,11 @@ def sanity_check(
     ids: Sequence[str] | None = None,
     seed: int = 0,
     progress: Callable[[Iterable], Iterable] = lambda items: items,
+    max_steps: int | None = None,
 ) -> SanityResult:
     """Similarity of each method's map on each randomised model to its map on the original model,
-    for the class `labels` (None: the original model's predictions) of every input."""
+    for the class `labels` (None: the original model's predictions) of every input; `max_steps`
+    randomised models per mode (None: one per layer)."""
     methods = list(dict.fromkeys(methods))
     check_methods(methods)
     for mode in modes:
@@ -84,7 +86,7 @@ def sanity_check(
     original = {job: map_of(model, *job) for job in jobs}
     records = []
     for mode in progress(list(modes)):
-        for step in steps(model, mode, seed):
+        for step in steps(model, mode, seed, max_steps):
             for (sample, method), before in original.items():
                 after = before if step.index == 0 else map_of(step.model, sample, method)
                 measured = similarity(before, after)

@@ -1,0 +1,99 @@
+"""The paper's ImageNet table on EfficientNet-Lite0 and the shared photos: wall time and peak memory.
+
+    .venv/bin/python benchmarks/bench_imagenet_eval.py [--limit N] [--workers 2] [--out DIR] [--markdown table.md]
+    .venv/bin/python benchmarks/bench_imagenet_eval.py --out DIR --report-only --markdown table.md   # from the records
+
+Runs `smug eval` on ../shared/data/imagenet (the raw export, the photos it classifies correctly,
+in file order) with the original code's SMUG settings (top-k 3000, gamma 0, window 4), SMUG with
+smugir's defaults, SMUG_base, IG (black), Blur IG, Guided IG, Grad-CAM, SmoothGrad, XRAI and
+OptBox, then prints the table beside the paper's numbers (Inception v1, 3,304 images), the wall
+time, and the peak resident memory of the run (the largest of its processes). The run is
+resumable: rerun with the same --out to continue; --limit N runs the first N photos only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGENET = ROOT.parent / "shared" / "data" / "imagenet"
+METHODS = "smug,smug_default,smug_base,ig,blur_ig,guided_ig,gradcam,smoothgrad,xrai,optbox"
+SMUG = ["--top-k", "3000", "--gamma", "0", "--window", "4", "--timeout", "60"]
+PREPROCESSING = ["--label-from-name", "--correct-only", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"]
+# The paper's Table (Inception v1, 3,304 correctly classified validation images): LSC median, Win %, sparsity %.
+PAPER = {"smug": (-1.26, 40.9, 17.7), "smug_base": (-1.23, 33.5, 43.3), "ig": (-0.29, None, None),
+         "gradcam": (-1.10, 37.8, None), "optbox": (-2.27, None, None)}
+
+
+def command(args: argparse.Namespace) -> list[str]:
+    smug = str(ROOT / ".venv" / "bin" / "smug")
+    run = [smug, "eval", str(args.model), str(args.photos), *PREPROCESSING, *SMUG, *args.smug_options,
+           "--methods", args.methods, "--figure-inputs", "4", "--workers", str(args.workers), "--out", str(args.out)]
+    if args.limit:
+        run += ["--limit", str(args.limit)]
+    if args.report_only:
+        run += ["--report-only"]
+    return run
+
+
+def _cell(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(summary_csv: Path) -> str:
+    from smugir.evaluation.report import display_name
+
+    with open(summary_csv, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    number = lambda text: float(text) if text not in ("", None) else None  # noqa: E731
+    lines = ["| method | photos | LSC median [Q1, Q3] | paper LSC | Win % [95 % CI] | paper Win % | sparsity % | paper sparsity % "
+             "| s / photo (map) | s / photo (LSC) | CPU s / photo |", "|---|" + "---:|" * 10]
+    for row in rows:
+        paper = PAPER.get(row["method"], (None, None, None))
+        win = "-" if not row["win"] else f"{100 * float(row['win']):.1f} [{100 * float(row['win_low']):.1f}, {100 * float(row['win_high']):.1f}]"
+        sparsity = number(row["sparsity"])
+        lines.append(
+            f"| {display_name(row['method'])} | {row['inputs']} | {float(row['lsc_median']):.2f} [{float(row['lsc_q1']):.2f}, "
+            f"{float(row['lsc_q3']):.2f}] | {_cell(paper[0])} | {win} | {_cell(paper[1], 1)} | "
+            f"{'-' if sparsity is None else f'{100 * sparsity:.1f}'} | {_cell(paper[2], 1)} | {float(row['seconds']):.1f} | "
+            f"{_cell(number(row.get('metric_seconds')), 1)} | {_cell(number(row.get('cpu_seconds')), 1)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=IMAGENET / "efficientnet_lite0.onnx")
+    parser.add_argument("--photos", type=Path, default=IMAGENET / "images")
+    parser.add_argument("--limit", type=int, help="only the first N photos (a bounded subset)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--methods", default=METHODS)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench-imagenet-eval"), help="results folder (resumable)")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild the table from the records in --out")
+    parser.add_argument("--markdown", type=Path, help="also write the table as markdown")
+    parser.add_argument("smug_options", nargs="*", help="more smug eval options after --, e.g. -- --formulation relative")
+    args = parser.parse_args()
+    run = command(args)
+    print(" ".join(run), flush=True)
+    clock = time.perf_counter()
+    code = subprocess.call(run)
+    seconds = time.perf_counter() - clock
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"wall time {seconds:.0f} s, peak memory {peak:.0f} MB (largest process), exit {code}")
+    summary = args.out / "summary.csv"
+    if summary.exists():
+        table = markdown(summary)
+        print(table)
+        if args.markdown:
+            args.markdown.write_text(table)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Running one function over many tasks in parallel: a local process pool or a Dask cluster.
+
+`smug batch` (one input per task) and `smug eval` (one photo per task) share this. The function
+must be a module-level (picklable) callable that never raises for a bad task; the coordinating
+process gets every result through `finished`, in completion order, and alone writes files. A task
+whose worker is lost (a dead process, a cluster failure) goes to `lost(task, reason)` instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Sequence
+
+from smugir.errors import InputError, MissingDependencyError
+
+Task = tuple  # the positional arguments of one call
+Finished = Callable[[Any], None]
+Lost = Callable[[Task, str], None]
+
+
+def run_tasks(function: Callable[..., Any], tasks: Sequence[Task], finished: Finished, lost: Lost,
+              workers: int = 1, scheduler: str | None = None) -> None:
+    """`finished(function(*task))` for every task: serially (workers 1), in a pool, or on Dask."""
+    if scheduler:
+        run_dask(scheduler, function, tasks, finished, lost)
+    elif workers == 1:
+        for task in tasks:
+            finished(function(*task))
+    else:
+        run_pool(workers, function, tasks, finished, lost)
+
+
+def run_pool(workers: int, function: Callable[..., Any], tasks: Sequence[Task], finished: Finished, lost: Lost) -> None:
+    """A spawn-started pool (onnxruntime and fork do not mix) whose workers die with the coordinator.
+
+    At most `workers` tasks are in flight, so when a worker dies (the pool breaks) the suspects are
+    those tasks only: each is retried alone in a fresh one-worker pool, where a second death names
+    the task that kills workers (`lost`); every other task is finished normally.
+    """
+    for task in _pool_pass(workers, function, list(tasks), finished):
+        if _pool_pass(1, function, [task], finished):
+            lost(task, "the worker process running this task died (killed, out of memory?); rerun to retry")
+
+
+def _pool_pass(workers: int, function: Callable[..., Any], tasks: list[Task], finished: Finished) -> list[Task]:
+    """Run `tasks` in one pool until done or until the pool breaks; returns the tasks that were in
+    flight when it broke (none if it did not). Tasks not yet started go on in a new pool."""
+    waiting = list(reversed(tasks))
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),))
+    pending: dict[Future, Task] = {}
+    try:
+        while waiting or pending:
+            while waiting and len(pending) < workers:
+                task = waiting.pop()
+                pending[pool.submit(function, *task)] = task
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                break
+            for future in done:
+                finished(future.result())
+                del pending[future]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
+    in_flight = []
+    for future, task in pending.items():
+        if future.done() and not future.cancelled() and future.exception() is None:
+            finished(future.result())
+        else:
+            in_flight.append(task)
+    if waiting:
+        in_flight += _pool_pass(workers, function, list(reversed(waiting)), finished)
+    return in_flight
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Worker initializer: be killed by the kernel when the coordinator dies (even by SIGKILL), so no
+    worker (and then no resource tracker) outlives it; a watchdog thread where prctl is missing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl failed")
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the coordinator died before prctl took effect
+        os._exit(1)
+
+
+def run_dask(scheduler: str, function: Callable[..., Any], tasks: Sequence[Task], finished: Finished, lost: Lost) -> None:
+    """The same work on a Dask cluster; files the tasks name must be readable on the workers."""
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise MissingDependencyError("--scheduler needs dask.distributed: pip install 'smugir[dist]'") from None
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+    with client:
+        futures = {client.submit(function, *task, pure=False): task for task in tasks}
+        try:
+            for future in as_completed(futures):
+                task = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # noqa: BLE001 (a lost worker, a cancelled task)
+                    lost(task, f"the cluster lost this input: {type(exc).__name__}: {exc}")
+                    continue
+                finished(result)
+        except BaseException:
+            client.cancel(list(futures))
+            raise
