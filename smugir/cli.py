@@ -420,11 +420,10 @@ def _check_options(args: argparse.Namespace) -> None:
         raise InputError(f"--solutions must be in 1..{MAX_SOLUTIONS}, got {solutions}")
     steps = getattr(args, "ig_steps", None)
     if steps is not None:
-        from smugir.attribution import BYTES_PER_POINT_VALUE
+        from smugir.attribution import MAX_STEPS
 
-        cap = max(1, limit() // BYTES_PER_POINT_VALUE - 1)  # a first layer of one neuron: the least any model needs
-        if not 1 <= steps <= cap:
-            raise InputError(f"--ig-steps must be in 1..{cap} (a memory limit of {format_size(limit())}), got {steps}")
+        if not 1 <= steps <= MAX_STEPS:
+            raise InputError(f"--ig-steps must be in 1..{MAX_STEPS} (the adaptive default stops there too), got {steps}")
     baseline = str(getattr(args, "baseline", "") or "").strip().lower()
     if baseline.startswith("blur:"):
         from smugir.baseline import blur_sigma
@@ -460,7 +459,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     run: Callable[[argparse.Namespace], int] = args.run
     from smugir.budget import format_size, limit, limited
 

@@ -292,7 +292,7 @@ def test_inputs_with_no_meaningful_explanation_are_counted_and_exit_3(tmp_path, 
 
     model = shifted_bias_model(tmp_path)
     out = tmp_path / "run"
-    assert main(["batch", str(model), str(SAMPLES), "--limit", "3", "--workers", "1", "--out", str(out)]) == 3
+    assert main(["batch", str(model), str(SAMPLES), "--limit", "3", "--workers", "1", "--out", str(out), "--formulation", "published"]) == 3
     assert "no meaningful explanation 3" in " ".join(capsys.readouterr().out.split())
     records = _lines(out)
     assert {r["status"] for r in records} == {"baseline_suffices"} and not any(r["verified"] for r in records)

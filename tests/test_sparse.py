@@ -47,7 +47,7 @@ def test_sparse_problem_equals_the_dense_construction(built, seed, unit_kind, ga
     x = rng.normal(size=model.input_shape)
     baseline = rng.normal(size=model.input_shape) * rng.integers(0, 2)
     neurons = rng.choice(layer.n_neurons, size=min(layer.n_neurons, 6), replace=False)
-    problem = smug_problem(layer, x, baseline, units, neurons, gamma)
+    problem = smug_problem(layer, x, baseline, units, neurons, gamma, formulation="published")
     coefficients, bounds = _dense_reference(layer, x, baseline, units, neurons, gamma)
 
     assert isinstance(problem.coefficients, sparse.csr_array)
