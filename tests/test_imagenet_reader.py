@@ -96,4 +96,6 @@ def test_efficientnet_gradients_match_finite_differences():
         bump[i] = step
         (up, down), _ = provider(np.stack([h + bump.reshape(h.shape), h - bump.reshape(h.shape)]), 7)
         assert (up - down) / (2 * step) == pytest.approx(grad.ravel()[i], rel=0.1)
-    assert value == pytest.approx(float(model.run(x)[0][0, 7]), rel=1e-5)
+    # the gradient graph runs in onnxruntime's optimised session (checked against the plain one):
+    # its float32 sums are ordered differently, 1e-5 apart here
+    assert value == pytest.approx(float(model.run(x)[0][0, 7]), rel=1e-4)
