@@ -459,10 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a bad option (2, one line already printed)
-        return exc.code if isinstance(exc.code, int) else 2
+    args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     from smugir.budget import format_size, limit, limited
 

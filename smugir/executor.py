@@ -46,7 +46,7 @@ def run_pool(workers: int, function: Callable[..., Any], tasks: Sequence[Task], 
     """
     for task in _pool_pass(workers, function, list(tasks), finished):
         if _pool_pass(1, function, [task], finished):
-            lost(task, "the worker process running this task died (killed, out of memory?); rerun to retry")
+            lost(task, "the worker process explaining this input died (killed, out of memory?); rerun to retry")
 
 
 def _pool_pass(workers: int, function: Callable[..., Any], tasks: list[Task], finished: Finished) -> list[Task]:

@@ -106,7 +106,7 @@ def test_progress_is_monotone_and_ends_at_the_result(backend):
     bounds = [p.bound for p in seen if p.bound is not None]
     assert incumbents == sorted(incumbents, reverse=True) and bounds == sorted(bounds)
     assert all(p.bound <= p.incumbent for p in seen if p.bound is not None and p.incumbent is not None)
-    assert incumbents[-1] == solution.objective and problem.is_satisfied(solution.mask)
+    assert incumbents[-1] == pytest.approx(solution.objective, rel=1e-12) and problem.is_satisfied(solution.mask)
     assert solution.details["presolve"]["units_left"] <= problem.n_units
     if solution.status == "optimal":
         assert seen[-1].gap == 0.0
