@@ -123,13 +123,10 @@ def _tanh(b, node, g, need):
 
 
 def _clip(b, node, g, need):
+    """The gradient passes where the output is the input itself (min <= x <= max, whether the bounds
+    are inputs, attributes or absent): one comparison with the forward output, not two and an And."""
     x = node.input[0]
-    keep = b.const(True, dtype=bool)
-    if len(node.input) > 1 and node.input[1]:
-        keep = b.add("And", [keep, b.add("GreaterOrEqual", [x, node.input[1]])])
-    if len(node.input) > 2 and node.input[2]:
-        keep = b.add("And", [keep, b.add("LessOrEqual", [x, node.input[2]])])
-    return {x: b.add("Where", [keep, g, b.const(0.0)])}
+    return {x: b.add("Where", [b.add("Equal", [node.output[0], x]), g, b.const(0.0)])}
 
 
 def _hard_sigmoid(b, node, g, need):
