@@ -9,10 +9,13 @@ line says `"status": "error"` are not done: a rerun tries them again.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from smugir.errors import OutputError
 from smugir.exporters.files import output_error, utf8
@@ -70,3 +73,38 @@ class ResultsFile:
         finally:
             os.close(handle)
         self.records[str(record["id"])] = record
+
+
+LOCK = ".lock"
+
+
+@dataclass(frozen=True)
+class FolderLock:
+    created: bool  # this run made the lock file
+
+
+@contextmanager
+def locked_folder(out: Path, command: str) -> Iterator[FolderLock]:
+    """Hold an exclusive flock on OUT/.lock while `smug COMMAND` writes there; a second live run is
+    refused. The kernel drops the lock when its holder dies, so the lock of a killed run is taken
+    over without any cleanup."""
+    path = out / LOCK
+    created = not os.path.lexists(path)
+    try:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        raise output_error(exc, path) from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(handle, 32, 0).decode("ascii", errors="replace").strip() or "?"
+            raise OutputError(f"another smug {command} (pid {holder}) is writing to {str(out)!r}; wait for it or choose another --out") from None
+        if not os.path.lexists(path) or os.stat(path).st_ino != os.fstat(handle).st_ino:
+            raise OutputError(f"another smug {command} started on {str(out)!r} at the same moment; run again")
+        with suppress(OSError):  # the pid only makes the message above friendlier
+            os.ftruncate(handle, 0)
+            os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
+        yield FolderLock(created)
+    finally:
+        os.close(handle)  # releases the lock

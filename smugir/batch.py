@@ -15,7 +15,6 @@ input only (the pool is rebuilt and the inputs that were in flight are retried o
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -26,7 +25,7 @@ import statistics
 import threading
 import time
 import traceback
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -40,13 +39,12 @@ from smugir.datasets import Item
 from smugir.errors import InputError, OutputError, SmugError, SolverError
 from smugir.executor import run_tasks
 from smugir.exporters.files import output_error, write_atomically, write_text
-from smugir.exporters.results import ResultsFile
+from smugir.exporters.results import LOCK, ResultsFile, locked_folder
 from smugir.solve import BACKENDS, DEFAULT_SOLVER, DEFAULT_TIMEOUT
 
 RESULTS = "results.jsonl"
 MASKS = "masks"
 SETTINGS = "settings.json"
-LOCK = ".lock"
 # What does not change the results of a run, so a rerun may differ in it.
 _OPERATIONAL = ("input_timeout", "session_threads")
 
@@ -291,7 +289,7 @@ def run_batch(
         out.mkdir(exist_ok=True)
     except OSError as exc:
         raise output_error(exc, out) from None
-    with _locked(out) as lock:
+    with locked_folder(out, "batch") as lock:
         new = [name for name in (SETTINGS, MASKS, RESULTS) if not os.path.lexists(out / name)]
         try:
             return _run_locked(out, settings, restart, model_path, items, options, workers, scheduler, progress, on_result)
@@ -349,37 +347,6 @@ def _run_locked(out: Path, settings, restart, model_path, items, options, worker
     ids = {item.id for item in items}
     return _report(len(items), len(items) - len(todo), len(todo), time.perf_counter() - clock,
                    [r for r in results.records.values() if str(r["id"]) in ids])
-
-
-@dataclass
-class _Lock:
-    created: bool  # this run made the lock file
-
-
-@contextmanager
-def _locked(out: Path) -> Iterator[_Lock]:
-    """Hold an exclusive flock on OUT/.lock; a second live run is refused. The kernel drops the lock
-    when its holder dies, so the lock of a killed run is taken over without any cleanup."""
-    path = out / LOCK
-    created = not os.path.lexists(path)
-    try:
-        handle = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    except OSError as exc:
-        raise output_error(exc, path) from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(handle, 32, 0).decode("ascii", errors="replace").strip() or "?"
-            raise OutputError(f"another smug batch (pid {holder}) is writing to {str(out)!r}; wait for it or choose another --out") from None
-        if not os.path.lexists(path) or os.stat(path).st_ino != os.fstat(handle).st_ino:
-            raise OutputError(f"another smug batch started on {str(out)!r} at the same moment; run again")
-        with suppress(OSError):  # the pid only makes the message above friendlier
-            os.ftruncate(handle, 0)
-            os.pwrite(handle, f"{os.getpid()}\n".encode(), 0)
-        yield _Lock(created)
-    finally:
-        os.close(handle)  # releases the lock
 
 
 def _claim(out: Path, settings: dict[str, Any], restart: bool) -> None:

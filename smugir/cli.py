@@ -401,7 +401,6 @@ def _memory_size(text: str) -> int:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Option values that no input makes right, refused before any work (exit 2, one line)."""
-    from smugir.budget import format_size, limit
     from smugir.errors import InputError
 
     for option, value in vars(args).items():

@@ -11,7 +11,7 @@ import pytest
 from conftest import CIFAR_MEAN, CIFAR_STD, DATA, cifar_samples
 
 from smugir.cli import main
-from smugir.errors import InputError
+from smugir.errors import InputError, OutputError
 from smugir.evaluation.baselines import setting_for
 from smugir.evaluation.run import RECORDS, Plan, Reading, run_evaluation
 from smugir.evaluation.samples import black_and_white, load_photos
@@ -210,7 +210,7 @@ def test_a_second_live_run_on_one_folder_is_refused(clean_run, tmp_path):
     out.mkdir()
     with open(out / ".lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(InputError, match="another smug eval is running"):
+        with pytest.raises(OutputError, match=r"another smug eval \(pid [^)]+\) is writing to"):
             run_evaluation(plan, photos[:1], ("gradcam",), out)
     run_evaluation(plan, photos[:1], ("gradcam",), out)  # released: taken over
 

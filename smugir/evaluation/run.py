@@ -13,7 +13,6 @@ settings) and a rerun with other settings is refused.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -21,11 +20,10 @@ import os
 import pickle
 import time
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -34,12 +32,11 @@ from smugir.evaluation.baselines import GradientCache, Setting
 from smugir.evaluation.comparison import Comparison, Record, score_method
 from smugir.executor import run_tasks
 from smugir.exporters.files import write_atomically, write_text
-from smugir.exporters.results import ResultsFile
+from smugir.exporters.results import ResultsFile, locked_folder
 
 RECORDS = "records.jsonl"
 SETTINGS = "run.json"
 MAPS = "maps"
-LOCK = ".lock"
 MISCLASSIFIED = "misclassified"  # the status of an input skipped by `only_correct`
 
 
@@ -226,20 +223,8 @@ def run_evaluation(
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     (out / MAPS).mkdir(parents=True, exist_ok=True)
-    with _locked(out):
+    with locked_folder(out, "eval"):
         return _run_locked(plan, photos, methods, out, workers, scheduler, progress, identity, replace_other, compute)
-
-
-@contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """An exclusive flock on OUT/.lock: a second live run on the folder is refused. The kernel drops
-    it when its holder dies, so a killed run's lock is simply taken over."""
-    with open(out / LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise InputError(f"another smug eval is running on {str(out)!r}; wait for it or choose another --out") from None
-        yield
 
 
 def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out: Path, workers: int, scheduler: str | None,
