@@ -410,10 +410,12 @@ def _check_options(args: argparse.Namespace) -> None:
         values = getattr(args, option, None)
         if values is not None and not all(math.isfinite(v) for v in (values if isinstance(values, tuple) else (values,))):
             raise InputError(f"--{option} must be finite, got {values}")
+    from smugir.solve import MAX_TIMEOUT
+
     for option in ("timeout", "input_timeout"):
         value = getattr(args, option, None)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise InputError(f"--{option.replace('_', '-')} must be a finite number of seconds > 0, got {value}")
+        if value is not None and not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+            raise InputError(f"--{option.replace('_', '-')} must be a finite number of seconds in (0, {MAX_TIMEOUT:g}], got {value}")
     solutions = getattr(args, "solutions", None)
     if solutions is not None and not 1 <= solutions <= MAX_SOLUTIONS:
         raise InputError(f"--solutions must be in 1..{MAX_SOLUTIONS}, got {solutions}")

@@ -36,6 +36,7 @@ Problem = MaskProblem | NetworkMaskProblem
 STATUSES = ("optimal", "feasible", "infeasible", "unknown")
 DEFAULT_SOLVER = "portfolio"
 DEFAULT_TIMEOUT = 60.0  # seconds; None (CLI: --timeout 0 or none) for no limit
+MAX_TIMEOUT = 1e7  # seconds (116 days): beyond it the clocks and waits of the OS overflow; None is no limit
 PORTFOLIO = ("highs", "cpsat")
 HEAD_START = 0.5  # seconds HiGHS runs alone in the portfolio: most problems are proven before CP-SAT's process starts
 LATE = 0.5  # seconds past the time limit after which the portfolio stops its members
@@ -407,8 +408,8 @@ def solve(
         backend = BACKENDS[solver]
     else:
         raise SolverError(f"unknown solver {solver!r}; accepted: {', '.join(BACKENDS)}, pysmt:NAME")
-    if timeout is not None and not timeout > 0:
-        raise SolverError(f"timeout must be > 0 seconds (or None for no limit), got {timeout}")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+        raise SolverError(f"timeout must be in (0, {MAX_TIMEOUT:g}] seconds (or None for no limit), got {timeout}")
     if int(solutions) < 1:
         raise SolverError(f"solutions must be >= 1, got {solutions}")
     strengthen = options.pop("presolve", True) and solver in STRENGTHENED and isinstance(problem, MaskProblem) and int(solutions) == 1

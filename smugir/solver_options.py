@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from smugir.solve import BACKENDS, DEFAULT_SOLVER, DEFAULT_TIMEOUT
+from smugir.solve import BACKENDS, DEFAULT_SOLVER, DEFAULT_TIMEOUT, MAX_TIMEOUT
 
 NO_LIMIT = ("0", "none")
 
@@ -17,8 +17,8 @@ def parse_timeout(text: str) -> float | None:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, 0 or none, got {text!r}") from None
-    if not seconds > 0 or seconds == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, 0 or none, got {text!r}")
+    if not 0 < seconds <= MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(f"expected seconds in (0, {MAX_TIMEOUT:g}], 0 or none, got {text!r}")
     return seconds
 
 
