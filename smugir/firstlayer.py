@@ -656,8 +656,7 @@ def _dense_params(node, graph, tensor, affine):
             raise UnsupportedModelError(f"Gemm node {_node_label(node)!r} takes the input as its B operand; smugir needs it as A")
         b_mat = graph.constant(node.input[1], node, "weight B").astype(np.float64)
         b_mat = b_mat.T if attrs.get("transB", 0) else b_mat  # (K, N)
-        rows = shape[1] if attrs.get("transA", 0) else shape[0]
-        if len(shape) != 2 or rows != 1:
+        if len(shape) != 2 or (shape[1] if attrs.get("transA", 0) else shape[0]) != 1:
             raise UnsupportedModelError(f"Gemm node {_node_label(node)!r} gets an input of shape {list(shape)}; smugir needs one sample (one row)")
         _check_features(node, b_mat.shape[0], shape)
         weight = attrs.get("alpha", 1.0) * b_mat.T
