@@ -401,7 +401,10 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     dims: list[int | str] = []
     for dim in tensor_type.shape.dim:
         dims.append(dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "?"))
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type) if tensor_type.elem_type else np.dtype("float32")
+    try:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type) if tensor_type.elem_type else np.dtype("float32")
+    except KeyError:  # a data type number ONNX does not define; the checker lets it through
+        raise UnsupportedModelError(f"graph input/output {value.name!r} declares the unknown data type {tensor_type.elem_type}") from None
     return TensorInfo(value.name, tuple(dims), np.dtype(dtype))
 
 

@@ -98,6 +98,7 @@ def test_garbage_and_truncated_models(campaign, workdir):
     @example([(38, 29)])  # found by the long campaign: an unknown tensor data type the checker accepts
     @example([(3652, 128)])  # a name that is not UTF-8: the checker's message did not decode
     @example([(524, 0)])  # a scalar data input into Gemm: the reader indexed its missing axes
+    @example([(7102, 29)])  # an unknown data type on the graph's input (onnx's dtype table raised KeyError)
     def run(change):
         path = workdir / "fuzzed.onnx"
         path.write_bytes(_mutate(valid, change) if isinstance(change, list) else change)
