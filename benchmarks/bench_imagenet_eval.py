@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IMAGENET = ROOT.parent / "shared" / "data" / "imagenet"
 METHODS = "smug,smug_default,smug_base,ig,blur_ig,guided_ig,gradcam,smoothgrad,xrai,optbox"
-SMUG = ["--top-k", "3000", "--gamma", "0", "--window", "4", "--timeout", "60"]
+SMUG = ["--top-k", "3000", "--gamma", "0", "--window", "4"]
 PREPROCESSING = ["--label-from-name", "--correct-only", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"]
 # The paper's Table (Inception v1, 3,304 correctly classified validation images): LSC median, Win %, sparsity %.
 PAPER = {"smug": (-1.26, 40.9, 17.7), "smug_base": (-1.23, 33.5, 43.3), "ig": (-0.29, None, None),
@@ -53,7 +53,7 @@ def markdown(summary_csv: Path) -> str:
         rows = list(csv.DictReader(stream))
     number = lambda text: float(text) if text not in ("", None) else None  # noqa: E731
     lines = ["| method | photos | LSC median [Q1, Q3] | paper LSC | Win % [95 % CI] | paper Win % | sparsity % | paper sparsity % "
-             "| s / photo (map) | s / photo (LSC) | CPU s / photo |", "|---|" + "---:|" * 10]
+             "| s / photo (map) | s / photo (LSC) | CPU s / photo | proven % | mean gap % |", "|---|" + "---:|" * 12]
     for row in rows:
         paper = PAPER.get(row["method"], (None, None, None))
         win = "-" if not row["win"] else f"{100 * float(row['win']):.1f} [{100 * float(row['win_low']):.1f}, {100 * float(row['win_high']):.1f}]"
@@ -62,7 +62,9 @@ def markdown(summary_csv: Path) -> str:
             f"| {display_name(row['method'])} | {row['inputs']} | {float(row['lsc_median']):.2f} [{float(row['lsc_q1']):.2f}, "
             f"{float(row['lsc_q3']):.2f}] | {_cell(paper[0])} | {win} | {_cell(paper[1], 1)} | "
             f"{'-' if sparsity is None else f'{100 * sparsity:.1f}'} | {_cell(paper[2], 1)} | {float(row['seconds']):.1f} | "
-            f"{_cell(number(row.get('metric_seconds')), 1)} | {_cell(number(row.get('cpu_seconds')), 1)} |"
+            f"{_cell(number(row.get('metric_seconds')), 1)} | {_cell(number(row.get('cpu_seconds')), 1)} | "
+            f"{_cell(None if number(row.get('proven')) is None else 100 * number(row.get('proven')), 0)} | "
+            f"{_cell(None if number(row.get('gap')) is None else 100 * number(row.get('gap')), 2)} |"
         )
     return "\n".join(lines) + "\n"
 

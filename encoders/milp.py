@@ -1,7 +1,8 @@
 """Masking problems as 0-1 integer programs for HiGHS (highspy).
 
 A MILP solver has no strict inequalities and works with tolerances, so `a.m > b` becomes
-`a.m >= b + margin` on rows scaled to unit size. With margin 0 the model is a relaxation of the
+`a.m >= b + margin` on rows scaled to unit size (rows of integers become `a.m >= floor(b) + 1`,
+exactly: `MaskProblem.closed_bounds`). With margin 0 the model is a relaxation of the
 problem (its bound is a proven bound); a positive margin, well above HiGHS's feasibility
 tolerance, is a restriction. The caller (`smugir.solve`) uses both and checks every mask exactly.
 The whole-network problem uses the standard big-M ReLU encoding with bounds from interval
@@ -57,7 +58,8 @@ class MilpModel:
         a = problem.coefficients
         scale = np.maximum(problem.row_scale(), 1e-300)
         values = a.data / np.repeat(scale, np.diff(a.indptr))
-        lower = problem.bounds / scale + margin
+        closed, integral = problem.closed_bounds()
+        lower = np.where(integral, closed / scale, closed / scale + margin)
         upper = np.full(problem.n_constraints, highspy.kHighsInf)
         starts = a.indptr[:-1].astype(np.int32)
         self.highs.addRows(problem.n_constraints, lower, upper, a.nnz, starts, columns[a.indices].astype(np.int32), values)

@@ -38,21 +38,22 @@ class Relaxation:
 
 
 def relaxation(problem: MaskProblem, seconds: float | None = None) -> Relaxation | None:
-    """The LP relaxation (A m >= b, 0 <= m <= 1) by HiGHS through scipy, within `seconds`; None if
+    """The LP relaxation (A m >= b, integral rows closed, 0 <= m <= 1) by HiGHS through scipy, within `seconds`; None if
     it has no optimum (or none in time)."""
     matrix = scipy.sparse.csr_array(problem.coefficients, dtype=np.float64)
     if problem.n_constraints == 0:
         zeros = np.zeros(problem.n_units)
         return Relaxation(zeros, np.zeros(0), 0.0, problem.weights.copy(), 0.0)
     options = {} if seconds is None else {"time_limit": max(float(seconds), 0.01)}
-    result = scipy.optimize.linprog(problem.weights, A_ub=-matrix, b_ub=-problem.bounds, bounds=(0, 1), method="highs", options=options)
+    closed, _ = problem.closed_bounds()  # every 0-1 mask that meets the problem meets A m >= closed
+    result = scipy.optimize.linprog(problem.weights, A_ub=-matrix, b_ub=-closed, bounds=(0, 1), method="highs", options=options)
     if result.status != 0:
         return None
     duals = np.maximum(-np.asarray(result.ineqlin.marginals, dtype=np.float64), 0.0)
     reduced = problem.weights - matrix.T @ duals
-    scale = float(np.abs(duals) @ np.abs(problem.bounds) + (abs(matrix).T @ duals).sum() + problem.weights.sum())
+    scale = float(np.abs(duals) @ np.abs(closed) + (abs(matrix).T @ duals).sum() + problem.weights.sum())
     margin = SAFETY * (scale + 1.0)
-    bound = float(duals @ problem.bounds + np.minimum(reduced, 0.0).sum()) - margin
+    bound = float(duals @ closed + np.minimum(reduced, 0.0).sum()) - margin
     return Relaxation(np.clip(result.x, 0.0, 1.0), duals, bound, reduced, margin)
 
 

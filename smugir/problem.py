@@ -85,6 +85,24 @@ class MaskProblem:
             largest[filled] = np.maximum.reduceat(np.abs(a.data), a.indptr[filled])
         return np.maximum(largest, np.abs(self.bounds))
 
+    def integral_rows(self) -> np.ndarray:
+        """(n_constraints,) bool: rows whose coefficients are all integers (below 2**52, so their
+        0-1 sums are exact), such as presolve's cardinality and implication rows."""
+        a = self.coefficients
+        exact = (a.data == np.round(a.data)) & (np.abs(a.data) < 2.0**52)
+        bad = np.bincount(np.repeat(np.arange(self.n_constraints), np.diff(a.indptr)), ~exact, minlength=self.n_constraints)
+        return (bad == 0) & (np.abs(self.bounds) < 2.0**52)
+
+    def closed_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds for the non-strict form `coefficients @ m >= bounds`, and which rows are exact.
+
+        On an integral row a.m > b holds for a 0-1 mask exactly when a.m >= floor(b) + 1, so that
+        row needs no margin and its LP relaxation loses nothing; other rows keep b, and a
+        solver without strict inequalities must add its own margin to them (or read them as a
+        relaxation)."""
+        integral = self.integral_rows()
+        return np.where(integral, np.floor(self.bounds) + 1.0, self.bounds), integral
+
     def constraint_values(self, mask: np.ndarray) -> np.ndarray:
         return self.coefficients @ np.asarray(mask, dtype=np.float64).reshape(-1)
 

@@ -255,10 +255,14 @@ def test_a_family_is_not_overwritten_without_force(mnist_family, capsys):
     assert not [p for p in mnist_family.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
+TIE = MaskProblem(np.array([[0.75, 0.25, 0.25], [0.25, 0.75, 0.75]]), np.array([0.25, 0.75]), np.ones(3), {})
+
+
 def test_statuses_hold_for_the_strict_problem_even_on_ties():
-    """m1 + m2 + m3 > 1 needs two units, but its relaxation (>= 1) needs one: HiGHS cannot prove 2
-    and z3 settles bound 1; CP-SAT's integer rounding (sum >= 1 + 2^-30) proves 2."""
-    problem = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.0]), np.ones(3), {})
+    """Two rows (dyadic numbers) that unit 1 (or 2) meets with equality: the optimum needs two units, but the
+    relaxation (>=) and the cardinality rows (one positive unit each) allow one, so HiGHS cannot
+    prove 2 and z3 settles bound 1; CP-SAT's integer rounding proves 2."""
+    problem = TIE
     optimum = find_optimum(problem, solver="highs")
     assert optimum.value == 2 and not optimum.proven
     proven = find_optimum(problem, solver="cpsat")
@@ -282,7 +286,7 @@ def test_export_options_that_do_not_fit_each_other(tmp_path, capsys):
 def test_opt_bounds_need_a_proven_optimum(tmp_path):
     """A tie leaves HiGHS with a mask it cannot prove optimal: `opt` is refused for one file, and a
     family records the input as skipped instead of writing a wrong status."""
-    tie = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.0]), np.ones(3), {})
+    tie = TIE
     with pytest.raises(InputError, match="needs a proven optimum"):
         export_problem(tie, tmp_path / "x.smt2", bound="opt", solver="highs")
     rows = export_family([("tie", tie, {"input": "tie"})], tmp_path / "family", solver="highs")

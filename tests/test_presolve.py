@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from builders import exhaustive_minimum, mask_problems
 
 from smugir.incumbent import incumbent, reduced_cost_fixing, relaxation
-from smugir.presolve import presolve
+from smugir.presolve import _cardinality_rows, presolve
 from smugir.problem import MaskProblem
 from smugir.solve import STRENGTHENED, SolveProgress, solve
 
@@ -49,6 +49,40 @@ def test_presolve_keeps_the_optimum_and_maps_back(problem):
     for mask in masks:  # every presolved optimum is an original optimum
         full = pre.expand(mask)
         assert problem.is_satisfied(full) and problem.objective(full) == pytest.approx(best)
+
+
+@settings(max_examples=150, deadline=None)
+@given(problem=any_problems)
+def test_cardinality_rows_hold_for_every_mask_and_count_exactly(problem):
+    """Every mask that meets a row meets its cardinality row; on rows without negative
+    coefficients k is the least number of units that meets the row."""
+    n = problem.n_units
+    zero = np.zeros(problem.n_constraints)
+    cuts, right = _cardinality_rows(problem.coefficients, problem.bounds, zero, np.ones(problem.n_constraints, dtype=bool))
+    masks = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    values = masks @ problem.coefficients.toarray().T  # (masks, rows)
+    meets = values > problem.bounds
+    cut_values = masks @ cuts.toarray().T
+    rows_cut = np.flatnonzero(problem.bounds >= 0)  # the rows the empty mask fails
+    assert cuts.shape[0] == rows_cut.size
+    for j, i in enumerate(rows_cut):
+        assert np.all(cut_values[meets[:, i], j] > right[j])
+        if np.all(problem.coefficients.toarray()[i] >= 0) and meets[:, i].any():
+            assert masks[meets[:, i]].sum(axis=1).min() == right[j] + 1
+
+
+def test_cardinality_rows_close_the_gamma_zero_tie():
+    """a.m > 0 with mixed signs: the LP (a.m >= 0) takes the empty mask; with the cardinality
+    rows the relaxation's bound is the set cover's."""
+    rows = np.array([[1.5, 1.5, -0.5, 0.0], [0.0, -0.5, 1.5, 1.5]])
+    problem = MaskProblem(rows, np.zeros(2), np.ones(4), {})
+    assert relaxation(problem).bound < 1e-6
+    pre = presolve(problem)
+    assert pre.removed["cardinality_rows"] >= 1
+    lp = relaxation(pre.problem)
+    assert lp.bound + pre.fixed_weight > 1.99  # one unit of {0, 1} and one of {2, 3}
+    (solution,) = solve(problem, "highs")
+    assert solution.status == "optimal" and solution.objective == 2.0
 
 
 @settings(max_examples=100, deadline=None)

@@ -94,11 +94,16 @@ def test_bad_problems_and_backends():
 
 
 def test_highs_claims_optimal_only_when_the_relaxation_proves_it():
-    """m0 + m1 + m2 > 1: the relaxation (>= 1) is met by one unit, which fails exactly; the mask of
-    two units is found but only the relaxation's bound 1 is proven, so it is reported feasible."""
-    tie = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.0]), np.ones(3), {})
+    """0.5 (m0 + m1 + m2) > 0.5: the relaxation (>= 0.5) is met by one unit, which fails exactly;
+    the mask of two units is found but only the relaxation's bound 1 is proven, so it is reported
+    feasible. The same row in integers (m0 + m1 + m2 > 1) is closed exactly (>= 2) and proven."""
+    tie = MaskProblem(np.array([[0.5, 0.5, 0.5]]), np.array([0.5]), np.ones(3), {})
     (solution,) = solve(tie, "highs", presolve=False)
     assert (solution.status, solution.objective, solution.bound) == ("feasible", 2.0, 1.0)
+    integral = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.0]), np.ones(3), {})
+    (solution,) = solve(integral, "highs", presolve=False)
+    assert (solution.status, solution.objective, solution.bound) == ("optimal", 2.0, 2.0)
+    assert solution.details["strict_margin"] == 0.0
     clear = MaskProblem(np.array([[1.0, 1.0, 1.0]]), np.array([1.5]), np.ones(3), {})
     (solution,) = solve(clear, "highs", presolve=False)
     assert (solution.status, solution.objective, solution.bound) == ("optimal", 2.0, 2.0)

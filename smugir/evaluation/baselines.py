@@ -33,7 +33,9 @@ from smugir.model import Model, suffix_model
 from smugir.units import InputLayout, input_layout
 
 CLASS_KEY = "class"
-IG_STEPS = 64
+PATH_STEPS = 64  # default steps of the path methods (IG, Blur IG, Guided IG, XRAI's IG)
+MAX_PATH_STEPS = 4096  # as SMUG's own IG (smugir.attribution.MAX_STEPS)
+SOLVE_KEY = "smugir_solve"  # where a SMUG method leaves its solver status in PAIR's call_model_args
 ELEMENTWISE_AFTER_CONV = ("Relu", "LeakyRelu", "BatchNormalization", "Add", "Clip", "Sigmoid", "Tanh")
 MODEL_FREE = ("edges",)  # controls that never look at the model
 
@@ -179,7 +181,7 @@ class SmugSaliency(pair.CoreSaliency):
 class Setting:
     """What the methods need besides the model: the image grid, black and white in model-input
     units (one value per channel), the differentiated output, the seed of SmoothGrad's noise, and
-    the options of SMUG (`smugir.explain.explain` keywords)."""
+    the options of SMUG (`smugir.explain.explain` keywords), and the steps of the path methods."""
 
     layout: InputLayout
     low: np.ndarray
@@ -187,6 +189,7 @@ class Setting:
     target: str = "logit"
     seed: int = 0
     smug: Mapping[str, Any] = field(default_factory=dict)
+    path_steps: int = PATH_STEPS
 
     def constant(self, values: np.ndarray) -> np.ndarray:
         """An (H, W, C) image holding one value per channel."""
@@ -195,11 +198,13 @@ class Setting:
 
 
 def setting_for(model: Model, layout: InputLayout | None = None, low: float | np.ndarray = 0.0, high: float | np.ndarray = 1.0,
-                target: str = "logit", seed: int = 0, smug: Mapping[str, Any] | None = None) -> Setting:
+                target: str = "logit", seed: int = 0, smug: Mapping[str, Any] | None = None, path_steps: int = PATH_STEPS) -> Setting:
     """A `Setting` with black = `low`, white = `high` (a number, or one per channel)."""
+    if not 2 <= int(path_steps) <= MAX_PATH_STEPS:
+        raise InputError(f"path steps must be in [2, {MAX_PATH_STEPS}], got {path_steps}")
     layout = layout or input_layout(model.input_shape)
     low_a, high_a = per_channel(low, layout.channels, "black"), per_channel(high, layout.channels, "white")
-    return Setting(layout, low_a, high_a, target, seed, dict(smug or {}))
+    return Setting(layout, low_a, high_a, target, seed, dict(smug or {}), int(path_steps))
 
 
 MapFunction = Callable[[np.ndarray, OnnxModelFunction, dict, Setting], np.ndarray]
@@ -208,7 +213,7 @@ MapFunction = Callable[[np.ndarray, OnnxModelFunction, dict, Setting], np.ndarra
 def _ig(*baselines: str) -> MapFunction:
     def run(x, call, args, setting):
         return np.mean([pair.IntegratedGradients().GetMask(x, call, args, x_baseline=setting.constant(getattr(setting, b)),
-                                                           x_steps=IG_STEPS, batch_size=IG_STEPS) for b in baselines], axis=0)
+                                                           x_steps=setting.path_steps, batch_size=setting.path_steps) for b in baselines], axis=0)
     return run
 
 
@@ -230,7 +235,12 @@ def _smug(base: bool = False, defaults: bool = False) -> MapFunction:
             options["method"] = "smug_base"
         if defaults:
             options.update(smug_defaults())
-        return SmugSaliency(call.model, setting.layout, **options).GetMask(x, None, args)
+        method = SmugSaliency(call.model, setting.layout, **options)
+        result = method.GetMask(x, None, args)
+        explanation = method.last_explanation
+        if not base:  # SMUG_base solves nothing
+            args[SOLVE_KEY] = {"solve_status": explanation.status, "solve_gap": None if explanation.vacuous else explanation.best.gap}
+        return result
     return run
 
 
@@ -239,7 +249,7 @@ def _edges(x, call, args, setting):
     return np.stack([sobel(x[..., c]) for c in range(x.shape[-1])], axis=-1)
 
 
-# PAIR's settings scaled to small images: IG-type paths of 64 steps, Blur IG up to a quarter of the
+# PAIR's settings scaled to small images: IG-type paths of `Setting.path_steps` steps (64), Blur IG up to a quarter of the
 # image side, Guided IG as in PAIR's examples, occlusion windows of an eighth of the side filled with
 # the mean of the per-channel black values (PAIR takes one number).
 METHODS: dict[str, MapFunction] = {
@@ -251,10 +261,10 @@ METHODS: dict[str, MapFunction] = {
     "ig": _ig("low"),
     "ig_white": _ig("high"),
     "ig_black_white": _ig("low", "high"),
-    "blur_ig": lambda x, call, args, s: pair.BlurIG().GetMask(x, call, args, max_sigma=max(x.shape[:2]) / 4, steps=IG_STEPS, batch_size=IG_STEPS),
-    "guided_ig": lambda x, call, args, s: pair.GuidedIG().GetMask(x, call, args, x_baseline=s.constant(s.low), x_steps=IG_STEPS, max_dist=1.0, fraction=0.5),
+    "blur_ig": lambda x, call, args, s: pair.BlurIG().GetMask(x, call, args, max_sigma=max(x.shape[:2]) / 4, steps=s.path_steps, batch_size=s.path_steps),
+    "guided_ig": lambda x, call, args, s: pair.GuidedIG().GetMask(x, call, args, x_baseline=s.constant(s.low), x_steps=s.path_steps, max_dist=1.0, fraction=0.5),
     "xrai": lambda x, call, args, s: pair.XRAI().GetMask(x, call, args, baselines=[s.constant(s.low), s.constant(s.high)],
-                                                         extra_parameters=pair.XRAIParameters(steps=IG_STEPS), batch_size=IG_STEPS),
+                                                         extra_parameters=pair.XRAIParameters(steps=s.path_steps), batch_size=s.path_steps),
     "gradcam": lambda x, call, args, s: pair.GradCam().GetMask(x, call, args, should_resize=True, three_dims=False),
     "occlusion": lambda x, call, args, s: pair.Occlusion().GetMask(x, call, args, size=max(2, min(x.shape[:2]) // 8), value=float(np.mean(s.low))),
     "edges": _edges,
@@ -284,12 +294,13 @@ def unavailable(model: Model, methods: list[str] | tuple[str, ...]) -> dict[str,
 
 
 def saliency_map(method: str, model: Model, x: np.ndarray, label: int, setting: Setting | None = None,
-                 cache: GradientCache | None = None) -> np.ndarray:
+                 cache: GradientCache | None = None, details: dict[str, Any] | None = None) -> np.ndarray:
     """`method`'s map for class `label` at input x, in x's raw shape (the model's input layout).
 
     SmoothGrad draws its noise from numpy's global generator (PAIR's choice); it is seeded with
     `setting.seed` for the call and restored afterwards, so maps are reproducible. Methods given one
-    `cache` share the gradients they ask for at the same points.
+    `cache` share the gradients they ask for at the same points. SMUG's solver status and gap go
+    into `details` when it is given.
     """
     check_methods([method])
     setting = setting or setting_for(model)
@@ -298,9 +309,12 @@ def saliency_map(method: str, model: Model, x: np.ndarray, label: int, setting: 
     state = np.random.get_state()
     np.random.seed(setting.seed)
     try:
-        result = METHODS[method](image, OnnxModelFunction(model, layout, setting.target, cache), {CLASS_KEY: int(label)}, setting)
+        args: dict[str, Any] = {CLASS_KEY: int(label)}
+        result = METHODS[method](image, OnnxModelFunction(model, layout, setting.target, cache), args, setting)
     finally:
         np.random.set_state(state)
+    if details is not None:
+        details.update(args.get(SOLVE_KEY, {}))
     result = np.asarray(result, dtype=np.float64)
     if result.ndim == 2:  # Grad-CAM, XRAI: one value per pixel
         result = np.repeat(result[..., None], layout.channels, axis=-1)

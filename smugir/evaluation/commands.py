@@ -51,6 +51,8 @@ def _common(command: argparse.ArgumentParser, methods: str) -> None:
     command.add_argument("--limit", type=_positive, help="only the first N inputs")
     add_solver_options(command, " per input for SMUG")
     command.add_argument("--seed", type=int, default=0, help="seed of SmoothGrad's noise and of the randomised weights (default 0)")
+    command.add_argument("--path-steps", type=_positive,
+                         help="steps of the path methods: IG, Blur IG, Guided IG and XRAI's IG (default 64; PAIR's IG default is 25)")
     command.add_argument("--out", help="folder for the results and figures (created if missing; eval: a rerun continues in it, --force recomputes results made with other settings)")
 
 
@@ -179,7 +181,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _model_and_setting(args: argparse.Namespace, model):
     from smugir.errors import InputError
-    from smugir.evaluation.baselines import setting_for
+    from smugir.evaluation.baselines import PATH_STEPS, setting_for
     from smugir.evaluation.samples import black_and_white
     from smugir.units import input_layout
 
@@ -187,7 +189,7 @@ def _model_and_setting(args: argparse.Namespace, model):
         raise InputError("--method chooses the encoding behind 'smug' (smug or network); list smug_base in --methods instead")
     layout = input_layout(model.input_shape, args.layout, args.image_shape)
     low, high = black_and_white(args.mean, args.std, layout.channels)
-    return model, setting_for(model, layout, low, high, seed=args.seed, smug=_smug_options(args))
+    return model, setting_for(model, layout, low, high, seed=args.seed, smug=_smug_options(args), path_steps=args.path_steps or PATH_STEPS)
 
 
 def _smug_options(args: argparse.Namespace) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class Record:
     min_mae: float | None = None
     metric_seconds: float | None = None  # scoring the map with LSC (None for OptBox)
     cpu_seconds: float | None = None  # CPU time of the map and its scoring (OptBox: the search): wall time on an idle core
+    solve_status: str | None = None  # SMUG variants: the solver's status (optimal, feasible, ...) or why there is no explanation
+    solve_gap: float | None = None  # SMUG variants: the relative gap left when the solve stopped
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -121,11 +123,12 @@ def score_method(model: Model, classify: ImageClassifier, x: np.ndarray, sample:
     """One method's record on one input and the (H, W) map the metric read (None for OptBox)."""
     image = classify.to_image(x)
     clock, cpu = time.perf_counter(), time.process_time()
+    solve: dict[str, Any] = {}  # SMUG's solver status and gap
     if method == OPTBOX:
         score, agreement, spars, flat = optbox(classify, image, label), None, None, None
         seconds = time.perf_counter() - clock
     else:
-        raw = saliency_map(method, model, x, label, setting, cache)
+        raw = saliency_map(method, model, x, label, setting, cache, solve)
         seconds = time.perf_counter() - clock
         flat = saliency_2d(classify.to_image(raw))
         score, spars = saliency_metric(classify, image, flat, label, max_thresholds), sparsity(flat)
@@ -136,6 +139,7 @@ def score_method(model: Model, classify: ImageClassifier, x: np.ndarray, sample:
         *((agreement.auc, agreement.max_f1, agreement.min_mae) if agreement else (None, None, None)),
         metric_seconds=None if method == OPTBOX else time.perf_counter() - clock - seconds,
         cpu_seconds=time.process_time() - cpu,
+        **solve,
     )
     return record, flat
 
@@ -159,6 +163,8 @@ class Summary:
     min_mae: float | None = None
     metric_seconds: float | None = None  # mean per input: scoring the map with LSC
     cpu_seconds: float | None = None  # mean per input: CPU time of map and scoring
+    proven: float | None = None  # SMUG variants: the fraction of inputs whose mask was proven minimal
+    gap: float | None = None  # SMUG variants: the mean gap left (0 where proven)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -167,6 +173,14 @@ class Summary:
 def _mean(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return float(np.mean(present)) if present else None
+
+
+def _proven(records: list[Record]) -> tuple[float | None, float | None]:
+    """Fraction proven optimal and mean gap, over the records that went through a solver."""
+    solved = [r for r in records if r.solve_status is not None]
+    if not solved:
+        return None, None
+    return float(np.mean([r.solve_status == "optimal" for r in solved])), _mean([r.solve_gap for r in solved])
 
 
 def summarize(records: Sequence[Record], seed: int = 0) -> list[Summary]:
@@ -188,5 +202,6 @@ def summarize(records: Sequence[Record], seed: int = 0) -> list[Summary]:
             _mean([r.sparsity for r in chosen]), float(np.mean([r.seconds for r in chosen])),
             _mean([r.auc for r in chosen]), _mean([r.max_f1 for r in chosen]), _mean([r.min_mae for r in chosen]),
             _mean([r.metric_seconds for r in chosen]), _mean([r.cpu_seconds for r in chosen]),
+            *_proven(chosen),
         ))
     return rows

@@ -44,6 +44,9 @@ def summary_rows(rows: Sequence[Summary]) -> tuple[list[str], list[list[str]]]:
     with_truth = any(row.auc is not None for row in rows)
     if with_truth:
         header += ["AUC", "max F1", "min MAE"]
+    with_solver = any(row.proven is not None for row in rows)
+    if with_solver:
+        header += ["proven %", "mean gap %"]
     cells = []
     for row in rows:
         win = "-" if row.win is None else f"{100 * row.win:.1f} [{100 * row.win_low:.1f}, {100 * row.win_high:.1f}]"
@@ -53,6 +56,8 @@ def summary_rows(rows: Sequence[Summary]) -> tuple[list[str], list[list[str]]]:
             line += [_number(row.metric_seconds), _number(row.cpu_seconds)]
         if with_truth:
             line += [_number(row.auc), _number(row.max_f1), _number(row.min_mae)]
+        if with_solver:
+            line += [_number(row.proven, 1, 100), _number(row.gap, 2, 100)]
         cells.append(line)
     return header, cells
 

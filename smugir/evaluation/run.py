@@ -301,7 +301,7 @@ def _settings_of(identity: dict[str, Any], plan: Plan, method: str) -> dict[str,
     settings = {**identity, "max_thresholds": plan.max_thresholds, "only_correct": plan.only_correct}
     if method != MISCLASSIFIED:
         settings.update(method=method, target=plan.setting.target, seed=plan.setting.seed,
-                        black=plan.setting.low.tolist(), white=plan.setting.high.tolist())
+                        black=plan.setting.low.tolist(), white=plan.setting.high.tolist(), path_steps=plan.setting.path_steps)
     if method in SMUG_METHODS:
         settings["smug"] = dict(plan.setting.smug)
     return json.loads(json.dumps(settings, sort_keys=True, default=str))
