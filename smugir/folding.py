@@ -5,8 +5,8 @@ Shape, Gather, ... in front of the real ops. Everything computable without the d
 is evaluated here, one node at a time with `onnx.reference.ReferenceEvaluator` (the ONNX reference
 semantics, no op written by hand), and replaced by initializers. Before a node runs, ONNX shape
 inference (given the values of its small inputs) tells the size of what it would produce, and a node
-whose output exceeds `MAX_FOLDED_BYTES` is refused by name: a 100-byte ConstantOfShape must not
-allocate gigabytes. The rewritten model is then run beside the original with onnxruntime on a
+whose output exceeds `MAX_FOLDED_BYTES`, or the memory budget (`smugir.budget`, `--max-memory`), is
+refused by name: a 100-byte ConstantOfShape must not allocate gigabytes. The rewritten model is then run beside the original with onnxruntime on a
 random input; the outputs must agree to float32 precision, or loading stops with a named error.
 
 A symbolic batch dimension is handled by evaluating in several "worlds" (batch 1, 2 and 5): a
@@ -27,9 +27,10 @@ import onnxruntime as ort
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from smugir.budget import require
 from smugir.errors import UnsupportedModelError
 
-MAX_FOLDED_BYTES = 1 << 28  # 256 MiB for all folded tensors together; the memory budget may pass its own
+MAX_FOLDED_BYTES = 1 << 28  # 256 MiB for all folded tensors together (real exports fold kilobytes), and never over the budget
 BATCH_WORLDS = (1, 2, 5)  # batch sizes a symbolic leading dim is evaluated at
 SHAPE_OPS = ("Shape", "Size")  # read only the data input's shape, never its values
 NOT_FOLDED = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli")
@@ -201,6 +202,7 @@ class _Folder:
                     f"node {_label(node)!r} ({node.op_type}) would compute the constant {name!r} of shape {shape} "
                     f"({_bytes(needed)}); folded constants may take at most {_bytes(self.max_bytes)}"
                 )
+            require(f"folding node {_label(node)!r} ({node.op_type}) into the constant {name!r} of shape {shape}", self.used_bytes + needed)
         return True
 
     def _reference_run(self, node: onnx.NodeProto, feeds: dict[str, np.ndarray]) -> list:
@@ -283,6 +285,7 @@ def check_against_onnxruntime(original: onnx.ModelProto, folded: onnx.ModelProto
             f"the data input {data_input!r} of shape {dims} needs {_bytes(needed)} to check the folded model against "
             f"onnxruntime; the limit is {_bytes(max_bytes)}"
         )
+    require(f"checking the folded model on random inputs of shape {dims}", needed)
     rng = np.random.default_rng(0)
     sessions = make_session(original), make_session(folded)
     for batch in (1, 2) if batch_dynamic else (dims[0] if dims else None,):

@@ -10,6 +10,7 @@ import pytest
 
 from smugir.cli import main
 from smugir.datasets import read_dataset
+from smugir.errors import UnsupportedModelError
 from smugir.evaluation.sentences import TEXT_METHODS, SentenceClassifier, compare_sentences, word_scores
 from smugir.model import load_model
 from smugir.text import Vocabulary, explain_sentence, text_model
@@ -81,3 +82,15 @@ def test_a_vocabulary_larger_than_the_embedding_table_is_refused(tmp_path, capsy
     vocab.write_text(VOCAB.read_text() + "\n".join(f"extra{i}" for i in range(200)))
     assert main(["eval", str(MODEL), str(SENTENCES), "--vocab", str(vocab), "--limit", "2", "--methods", "occlusion"]) == 2
     assert "embedding table only 9022 rows" in capsys.readouterr().err
+
+
+def test_sentence_classifier_run_failures_are_named_errors(polarity, monkeypatch):
+    class Failing:
+        def run(self, names, feed):
+            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : bad ids")
+
+    text, _ = polarity
+    classify = SentenceClassifier(text.model)
+    monkeypatch.setattr(text.model, "session", lambda *a, **k: Failing())
+    with pytest.raises(UnsupportedModelError, match="failed running the model: .*bad ids"):
+        classify(np.zeros((1, *text.model.input_shape[1:]), dtype=np.int64))

@@ -487,3 +487,26 @@ def test_finite_differences_over_a_photo_are_refused_by_name(tmp_path):
     model = load_model(tmp_path / "erf.onnx")
     with pytest.raises(UnsupportedModelError, match="finite differences over the 150528 elements"):
         provider_for(model, model.input_name, "logit")
+
+
+class _FailingSession:
+    """Stands for an onnxruntime session whose run fails (its pybind error types are not importable)."""
+
+    def run(self, names, feed):
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : out of memory\nstack ...")
+
+
+def test_classifier_run_failures_are_named_errors(monkeypatch):
+    classify = ImageClassifier(load_model(MNIST))
+    monkeypatch.setitem(classify.__dict__, "_session", (_FailingSession(), True))
+    with pytest.raises(UnsupportedModelError, match="failed running the model: .*out of memory$"):
+        classify(np.zeros((2, *classify.image_shape)))
+
+
+def test_path_steps_reach_the_path_methods_and_are_checked():
+    model = load_model(MNIST)
+    x = mnist_samples()[0][0]
+    with pytest.raises(InputError, match="path steps must be in"):
+        setting_for(model, path_steps=1)
+    few, many = (saliency_map("ig", model, x, 3, setting_for(model, path_steps=steps)) for steps in (2, 64))
+    assert not np.allclose(few, many)  # a Riemann sum of 2 steps is not one of 64

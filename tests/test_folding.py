@@ -55,6 +55,18 @@ def test_constant_of_shape_bomb_is_refused_before_it_allocates(tmp_path, capsys)
     _refused(capsys, _model(b, t, tmp_path), "ConstantOfShape", "[100000, 100000]", "at most")
 
 
+def test_folding_stays_within_the_memory_budget(tmp_path, capsys):
+    """A 4 MB constant is below folding's own cap but over --max-memory 1M: refused by the budget."""
+    b = GraphBuilder(np.random.default_rng(0))
+    big = b.node("ConstantOfShape", [_int64(b, [1000, 1000])], value=numpy_helper.from_array(np.array([0.0], np.float32)))
+    t = b.node("Add", ["x", b.node("Slice", [big, _int64(b, [0, 0]), _int64(b, [1, 1])])])
+    path = _model(b, t, tmp_path)
+    assert main(["inspect", str(path), "--max-memory", "1M"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ConstantOfShape" in err and "[1000, 1000]" in err and "--max-memory" in err, err
+    assert main(["inspect", str(path)]) == 0
+
+
 @pytest.mark.parametrize("op", ["Expand", "Tile"])
 def test_expand_and_tile_bombs_are_refused(tmp_path, capsys, op):
     b = GraphBuilder(np.random.default_rng(0))

@@ -14,7 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
-from smugir.model import Model, batched_session
+from smugir.model import Model, batched_session, run_session
 from smugir.units import InputLayout, input_layout
 from smugir.verify import probabilities
 
@@ -62,6 +62,6 @@ class ImageClassifier:
         for start in range(0, len(images), self.chunk):
             chunk = images[start : start + self.chunk]
             feed = np.concatenate([self.to_input(image) for image in chunk])
-            out = np.asarray(session.run([model.output_name], {model.input_name: feed})[0])
+            out = np.asarray(run_session(session, [model.output_name], {model.input_name: feed})[0])
             rows.extend(probabilities(model, row) for row in out.reshape(len(chunk), -1))
         return np.stack(rows) if rows else np.zeros((0, 0))

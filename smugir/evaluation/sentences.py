@@ -21,7 +21,7 @@ from smugir.evaluation.comparison import Record
 from smugir.evaluation.metrics import sparsity, text_saliency_metric
 from smugir.explain import finish
 from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
-from smugir.model import Model
+from smugir.model import Model, run_session
 from smugir.text import TextModel, Vocabulary, check_vocabulary, prepare_sentence, text_model
 from smugir.verify import probabilities
 
@@ -39,7 +39,7 @@ class SentenceClassifier:
         ids = np.asarray(ids, dtype=np.int64).reshape((-1, *self.model.input_shape[1:]))
         session, model = self.model.session(), self.model
         feeds = [ids] if model.batch_dynamic else [row[None] for row in ids]
-        rows = [np.asarray(session.run([model.output_name], {model.input_name: feed})[0]).reshape(len(feed), -1) for feed in feeds]
+        rows = [np.asarray(run_session(session, [model.output_name], {model.input_name: feed})[0]).reshape(len(feed), -1) for feed in feeds]
         return np.stack([probabilities(model, row) for block in rows for row in block])
 
 
