@@ -14,6 +14,8 @@ relaxed optimum fails the exact check (a row met within 2^-30 of its bound).
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import json
 import pickle
 import queue
@@ -72,6 +74,95 @@ class CpSatResult:
     seconds: float
 
 
+class _Child:
+    """A CP-SAT process (`smugir.encoders.cpsat_child`) and the lines it prints, read by a thread."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "smugir.encoders.cpsat_child"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: queue.Queue = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def send(self, kind: bytes, body: bytes) -> None:
+        self.process.stdin.write(kind + len(body).to_bytes(8, "little") + body)
+        self.process.stdin.flush()
+
+    def ask_to_stop(self, solve_id: int) -> None:
+        try:
+            self.send(b"S", str(solve_id).encode("ascii"))
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def error(self) -> str:
+        lines = self.process.stderr.read().decode(errors="replace").strip().splitlines() if not self.alive() else []
+        return lines[-1] if lines else str(self.process.returncode)
+
+    def close(self, kill: bool = False) -> None:
+        """End the process: closing stdin ends an idle one; `kill` (or no exit within GRACE) kills it."""
+        if kill:
+            self.process.kill()
+        for stream in (self.process.stdin,):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            self.process.wait(timeout=GRACE)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            stream.close()
+
+
+_idle: list[_Child] = []  # warm processes, ready for the next solve
+_idle_lock = threading.Lock()
+_solve_ids = itertools.count(1)
+MAX_IDLE = 2
+
+
+def prewarm() -> None:
+    """Start a CP-SAT process now, so that its start-up (about a second) overlaps other work."""
+    with _idle_lock:
+        if not any(child.alive() for child in _idle):
+            _idle.append(_Child())
+
+
+def _take() -> _Child:
+    with _idle_lock:
+        while _idle:
+            child = _idle.pop()
+            if child.alive():
+                return child
+            child.close()
+    return _Child()
+
+
+def _give_back(child: _Child) -> None:
+    with _idle_lock:
+        if child.alive() and len(_idle) < MAX_IDLE:
+            _idle.append(child)
+            return
+    child.close()
+
+
+@atexit.register
+def shutdown() -> None:
+    """End every warm process (they also die with this one, by PR_SET_PDEATHSIG)."""
+    with _idle_lock:
+        children, _idle[:] = list(_idle), []
+    for child in children:
+        child.close()
+
+
 def solve_cpsat(
     problem: MaskProblem,
     relaxed: bool,
@@ -81,55 +172,52 @@ def solve_cpsat(
     stop: threading.Event | None = None,
     blocked: tuple[np.ndarray, ...] = (),
 ) -> CpSatResult:
-    """One CP-SAT run in its own process (`python -m smugir.encoders.cpsat`: ortools bundles a HiGHS
-    that clashes with highspy's in one process); `on_solution(incumbent, bound)` on every improving
-    solution; `stop` ends it early; each mask in `blocked` is excluded by a no-good clause. The
-    process never outlives the call: it is asked to stop, then killed after GRACE seconds."""
+    """One CP-SAT run in a warm child process (see `smugir.encoders.cpsat_child`: ortools bundles a
+    HiGHS that clashes with highspy's in one process); `on_solution(incumbent, bound)` on every
+    improving solution; `stop` ends it early; each mask in `blocked` is excluded by a no-good clause.
+    No search outlives the call: the process is asked to stop, and killed if it does not answer
+    within GRACE seconds; a process that answered goes back to the pool for the next solve."""
     rows, right = integer_rows(problem, relaxed)
     weights = integer_weights(problem.weights)
     clock = time.perf_counter()
-    deadline = None if timeout is None else time.time() + timeout  # wall clock: the child's start-up counts
-    payload = pickle.dumps((rows.data, rows.indices, rows.indptr, right, weights, deadline, int(workers), [np.asarray(b, bool) for b in blocked]))
-    process = subprocess.Popen([sys.executable, "-m", "smugir.encoders.cpsat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout] and None, daemon=True)
+    deadline = None if timeout is None else time.time() + timeout  # wall clock: a cold child's start-up counts
+    solve_id = next(_solve_ids)
+    payload = pickle.dumps((solve_id, rows.data.tolist(), rows.indices.tolist(), rows.indptr.tolist(), right.tolist(),
+                            weights.tolist(), deadline, int(workers), [np.asarray(b, bool).tolist() for b in blocked]))
+    child = _take()
     limit = None if timeout is None else clock + timeout + 0.5
-    answer = None
+    answer, asked = None, None
     try:
-        process.stdin.write(len(payload).to_bytes(8, "little") + payload)
-        process.stdin.flush()
-        reader.start()
+        child.send(b"M", payload)
         while answer is None:
-            if stop is not None and stop.is_set():
-                break  # another solver has the answer: the process is killed below
-            if limit is not None and time.perf_counter() > limit:
-                _ask_to_stop(process)
-            if limit is not None and time.perf_counter() > limit + GRACE:
+            now = time.perf_counter()
+            if asked is None and ((stop is not None and stop.is_set()) or (limit is not None and now > limit)):
+                child.ask_to_stop(solve_id)  # another solver has the answer, or time is up
+                asked = now
+            if asked is not None and now > asked + GRACE:
                 break
             try:
-                message = json.loads(lines.get(timeout=0.05))
+                message = json.loads(child.lines.get(timeout=0.05))
             except queue.Empty:
-                if process.poll() is not None and lines.empty() and not reader.is_alive():
-                    error = process.stderr.read().decode(errors="replace").strip().splitlines()
-                    raise SolverError(f"the CP-SAT process ended without an answer: {error[-1] if error else process.returncode}") from None
+                if not child.alive() and child.lines.empty() and not child.reader.is_alive():
+                    raise SolverError(f"the CP-SAT process ended without an answer: {child.error()}") from None
                 continue
+            if message.get("id") != solve_id:
+                continue  # "ready", or a line of an earlier solve
             if message["kind"] == "solution":
-                if on_solution is not None:
+                if on_solution is not None and asked is None:
                     on_solution(message["objective"], message["bound"])
             else:
                 answer = message
-    finally:
-        if answer is None:
-            process.kill()
-        try:
-            process.wait(timeout=GRACE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        for stream in (process.stdin, process.stdout, process.stderr):
-            stream.close()
-    seconds = time.perf_counter() - clock
+    except (BrokenPipeError, OSError) as exc:
+        child.close(kill=True)
+        raise SolverError(f"the CP-SAT process could not be reached: {exc}") from None
     if answer is None:
+        child.close(kill=True)
+    else:
+        _give_back(child)
+    seconds = time.perf_counter() - clock
+    if answer is None or (stop is not None and stop.is_set()):
         return CpSatResult("unknown", None, None, None, seconds)
     mask = None if answer["mask"] is None else np.asarray(answer["mask"], dtype=bool)
     objective = None if mask is None else float(problem.weights @ mask)
@@ -140,54 +228,3 @@ def solve_cpsat(
     return CpSatResult(answer["status"], None, None, None, seconds)
 
 
-def _ask_to_stop(process: subprocess.Popen) -> None:
-    try:
-        process.stdin.write(b"stop\n")
-        process.stdin.flush()
-    except (BrokenPipeError, OSError, ValueError):
-        pass
-
-
-def _main() -> None:
-    """The child process: read the model, solve it, print JSON lines (solutions, then the answer);
-    a line on stdin stops the search."""
-    from ortools.sat.python import cp_model
-
-    size = int.from_bytes(sys.stdin.buffer.read(8), "little")
-    data, indices, indptr, right, weights, deadline, workers, blocked = pickle.loads(sys.stdin.buffer.read(size))
-    model = cp_model.CpModel()
-    m = [model.NewBoolVar(f"m{u}") for u in range(weights.size)]
-    for i in range(right.size):
-        start, end = indptr[i], indptr[i + 1]
-        model.Add(sum(int(c) * m[int(u)] for u, c in zip(indices[start:end], data[start:end]) if c != 0) >= int(right[i]))
-    for mask in blocked:
-        model.AddBoolOr([v.Not() if keep else v for v, keep in zip(m, mask)])
-    model.Minimize(sum(int(w) * v for w, v in zip(weights, m) if w != 0))
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = max(1, workers)
-    if deadline is not None:
-        solver.parameters.max_time_in_seconds = max(deadline - time.time(), 0.01)
-
-    def say(**message) -> None:
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
-
-    class Reporter(cp_model.CpSolverSolutionCallback):
-        def on_solution_callback(self) -> None:
-            say(kind="solution", objective=float(self.ObjectiveValue()), bound=float(self.BestObjectiveBound()))
-
-    def watch() -> None:
-        sys.stdin.buffer.readline()
-        solver.StopSearch()
-
-    threading.Thread(target=watch, daemon=True).start()
-    status = solver.Solve(model, Reporter())
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        name = "optimal" if status == cp_model.OPTIMAL else "feasible"
-        say(kind="done", status=name, mask=[bool(solver.BooleanValue(v)) for v in m], bound=float(solver.BestObjectiveBound()))
-    else:
-        say(kind="done", status="infeasible" if status == cp_model.INFEASIBLE else "unknown", mask=None, bound=None)
-
-
-if __name__ == "__main__":
-    _main()

@@ -54,7 +54,7 @@ def _pool_pass(workers: int, function: Callable[..., Any], tasks: list[Task], fi
     flight when it broke (none if it did not). Tasks not yet started go on in a new pool."""
     waiting = list(reversed(tasks))
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=die_with, initargs=(os.getpid(),))
     pending: dict[Future, Task] = {}
     try:
         while waiting or pending:
@@ -85,7 +85,7 @@ def _pool_pass(workers: int, function: Callable[..., Any], tasks: list[Task], fi
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with(parent: int) -> None:
+def die_with(parent: int) -> None:
     """Worker initializer: be killed by the kernel when the coordinator dies (even by SIGKILL), so no
     worker (and then no resource tracker) outlives it; a watchdog thread where prctl is missing."""
     try:

@@ -24,7 +24,7 @@ from google.protobuf.message import DecodeError
 
 from smugir.budget import elements, format_size, require
 from smugir.convolution import check_model_convolutions
-from smugir.errors import ModelFileError, NotAClassifierError, UnsafeModelError, UnsupportedModelError
+from smugir.errors import ModelFileError, NotAClassifierError, SmugError, UnsafeModelError, UnsupportedModelError
 from smugir.folding import FoldingReport, fold_constants
 from smugir.safefiles import file_size, open_regular
 
@@ -147,6 +147,8 @@ def make_session(proto: onnx.ModelProto, optimize: bool = False) -> ort.Inferenc
     options.intra_op_num_threads = _session_threads
     try:
         return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except SmugError:  # smugir's own, e.g. a batch input's time limit firing inside onnxruntime's call
+        raise
     except Exception as exc:  # onnxruntime raises its own pybind classes (Fail, InvalidGraph, ...)
         message = str(exc).splitlines()[0]
         raise UnsupportedModelError(f"onnxruntime {ort.__version__} cannot run the model: {message}") from None
@@ -157,6 +159,8 @@ def run_session(session: ort.InferenceSession, names: list[str] | None, feed: di
     make) turned into one named line instead of onnxruntime's own exception types."""
     try:
         return session.run(names, feed)
+    except SmugError:  # smugir's own, e.g. a batch input's time limit firing inside onnxruntime's call
+        raise
     except Exception as exc:  # onnxruntime raises its own pybind classes (Fail, RuntimeException, ...)
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UnsupportedModelError(f"onnxruntime {ort.__version__} failed running the model: {message}") from None

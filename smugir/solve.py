@@ -412,6 +412,10 @@ def solve(
         raise SolverError(f"timeout must be in (0, {MAX_TIMEOUT:g}] seconds (or None for no limit), got {timeout}")
     if int(solutions) < 1:
         raise SolverError(f"solutions must be >= 1, got {solutions}")
+    if solver in PORTFOLIO[1:] + ("portfolio",) and isinstance(problem, MaskProblem):
+        from smugir.encoders.cpsat import prewarm
+
+        prewarm()  # CP-SAT's process starts now, while presolve, the incumbent and HiGHS's head start run
     strengthen = options.pop("presolve", True) and solver in STRENGTHENED and isinstance(problem, MaskProblem) and int(solutions) == 1
     if strengthen and solver == "portfolio":
         return _portfolio(problem, timeout, 1, on_progress, strengthened=True, **options)

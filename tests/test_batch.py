@@ -173,9 +173,23 @@ def test_input_timeout_makes_an_error_line_and_the_rerun_finishes(tmp_path):
     items = _items()[:3]
     report = run_batch(MNIST, items, out, BatchOptions(top_k=16, window=2, input_timeout=0.001), workers=1)
     assert report.statuses == {"error": 3}
-    assert all(r["error_kind"] == "timeout" and "longer than 0.001 s" in r["error"] for r in _lines(out))
+    assert all(r["error_kind"] == "timeout" and "longer than 0.001 s" in r["error"] for r in _lines(out)), [r["error"] for r in _lines(out)]
     report = run_batch(MNIST, items, out, OPTIONS, workers=1)
     assert report.processed == 3 and report.statuses == {"optimal": 3}
+
+
+def test_a_time_limit_firing_inside_onnxruntime_stays_a_timeout():
+    """run_session names onnxruntime's failures, but smugir's own errors (the batch time limit's
+    InputTimeout, raised by SIGALRM wherever the input is) pass through as they are."""
+    from smugir.batch import InputTimeout
+    from smugir.model import run_session
+
+    class Interrupted:
+        def run(self, names, feed):
+            raise InputTimeout("the input took longer than 0.001 s")
+
+    with pytest.raises(InputTimeout):
+        run_session(Interrupted(), None, {})
 
 
 def test_bad_datasets_are_named(tmp_path):

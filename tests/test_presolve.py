@@ -5,6 +5,10 @@ is reported, and the CP-SAT process never outlives a solve."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -161,8 +165,47 @@ def _cpsat_children() -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
-def test_portfolio_leaves_no_process_behind():
+def test_portfolio_leaves_no_search_behind():
+    """After a solve only warm, idle CP-SAT processes are left (asleep, in the pool), and shutdown
+    ends them; a stopped search is not left running."""
+    from smugir.encoders import cpsat
+
     problem = _hard_problem(1, n=150, k=12)
     (solution,) = solve(problem, "portfolio", timeout=2)
     assert solution.status in ("optimal", "feasible")
+    idle = {child.process.pid for child in cpsat._idle}
+    assert set(_cpsat_children()) <= idle
+    time.sleep(0.3)
+    for pid in idle:
+        assert Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "S"  # asleep, not searching
+    cpsat.shutdown()
     assert _cpsat_children() == []
+
+
+def test_warm_cpsat_process_is_reused_and_dies_with_its_parent(tmp_path):
+    """Two solves in one process use one CP-SAT process; killing the parent (SIGKILL, no atexit)
+    takes the warm process with it."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, signal, numpy as np\n"
+        "from smugir.problem import MaskProblem\n"
+        "from smugir.solve import solve\n"
+        "from smugir.encoders import cpsat\n"
+        "p = MaskProblem(np.array([[0.75, 0.25, 0.25], [0.25, 0.75, 0.75]]), np.array([0.25, 0.75]), np.ones(3), {})\n"
+        "first = solve(p, 'cpsat', presolve=False)[0]\n"
+        "pids = {c.process.pid for c in cpsat._idle}\n"
+        "second = solve(p, 'cpsat', presolve=False)[0]\n"
+        "assert first.status == second.status == 'optimal' and first.objective == second.objective == 2.0\n"
+        "assert {c.process.pid for c in cpsat._idle} == pids and len(pids) == 1\n"
+        "print(pids.pop(), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == -signal.SIGKILL, run.stderr
+    pid = int(run.stdout.strip())
+    for _ in range(50):
+        if not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the warm CP-SAT process {pid} outlived its parent")
