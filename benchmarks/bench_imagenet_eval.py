@@ -46,6 +46,10 @@ def _cell(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _percent(fraction: float | None, digits: int) -> str:
+    return _cell(None if fraction is None else 100 * fraction, digits)
+
+
 def markdown(summary_csv: Path) -> str:
     from smugir.evaluation.report import display_name
 
@@ -61,10 +65,9 @@ def markdown(summary_csv: Path) -> str:
         lines.append(
             f"| {display_name(row['method'])} | {row['inputs']} | {float(row['lsc_median']):.2f} [{float(row['lsc_q1']):.2f}, "
             f"{float(row['lsc_q3']):.2f}] | {_cell(paper[0])} | {win} | {_cell(paper[1], 1)} | "
-            f"{'-' if sparsity is None else f'{100 * sparsity:.1f}'} | {_cell(paper[2], 1)} | {float(row['seconds']):.1f} | "
+            f"{_percent(sparsity, 1)} | {_cell(paper[2], 1)} | {float(row['seconds']):.1f} | "
             f"{_cell(number(row.get('metric_seconds')), 1)} | {_cell(number(row.get('cpu_seconds')), 1)} | "
-            f"{_cell(None if number(row.get('proven')) is None else 100 * number(row.get('proven')), 0)} | "
-            f"{_cell(None if number(row.get('gap')) is None else 100 * number(row.get('gap')), 2)} |"
+            f"{_percent(number(row.get('proven')), 0)} | {_percent(number(row.get('gap')), 2)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -109,11 +109,10 @@ class _Child:
         """End the process: closing stdin ends an idle one; `kill` (or no exit within GRACE) kills it."""
         if kill:
             self.process.kill()
-        for stream in (self.process.stdin,):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
         try:
             self.process.wait(timeout=GRACE)
         except subprocess.TimeoutExpired:
@@ -203,7 +202,7 @@ def solve_cpsat(
                     raise SolverError(f"the CP-SAT process ended without an answer: {child.error()}") from None
                 continue
             if message.get("id") != solve_id:
-                continue  # "ready", or a line of an earlier solve
+                continue  # a line of an earlier solve
             if message["kind"] == "solution":
                 if on_solution is not None and asked is None:
                     on_solution(message["objective"], message["bound"])

@@ -98,7 +98,6 @@ def main() -> None:
     lock = threading.Lock()
     current: dict = {}
     threading.Thread(target=_read_messages, args=(sys.stdin.buffer, jobs, stops, lock, current), daemon=True).start()
-    _say(id=None, kind="ready")
     while (job := jobs.get()) is not None:
         _solve(job, cp_model, stops, lock, current)
 

@@ -59,7 +59,7 @@ class MilpModel:
         scale = np.maximum(problem.row_scale(), 1e-300)
         values = a.data / np.repeat(scale, np.diff(a.indptr))
         closed, integral = problem.closed_bounds()
-        lower = np.where(integral, closed / scale, closed / scale + margin)
+        lower = closed / scale + np.where(integral, 0.0, margin)
         upper = np.full(problem.n_constraints, highspy.kHighsInf)
         starts = a.indptr[:-1].astype(np.int32)
         self.highs.addRows(problem.n_constraints, lower, upper, a.nnz, starts, columns[a.indices].astype(np.int32), values)

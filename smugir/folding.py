@@ -6,8 +6,9 @@ is evaluated here, one node at a time with `onnx.reference.ReferenceEvaluator` (
 semantics, no op written by hand), and replaced by initializers. Before a node runs, ONNX shape
 inference (given the values of its small inputs) tells the size of what it would produce, and a node
 whose output exceeds `MAX_FOLDED_BYTES`, or the memory budget (`smugir.budget`, `--max-memory`), is
-refused by name: a 100-byte ConstantOfShape must not allocate gigabytes. The rewritten model is then run beside the original with onnxruntime on a
-random input; the outputs must agree to float32 precision, or loading stops with a named error.
+refused by name: a 100-byte ConstantOfShape must not allocate gigabytes. The rewritten model is
+then run beside the original with onnxruntime on a random input; the outputs must agree to
+float32 precision, or loading stops with a named error.
 
 A symbolic batch dimension is handled by evaluating in several "worlds" (batch 1, 2 and 5): a
 tensor that is the same in all of them does not depend on the batch and is folded; one that

@@ -38,8 +38,8 @@ class Relaxation:
 
 
 def relaxation(problem: MaskProblem, seconds: float | None = None) -> Relaxation | None:
-    """The LP relaxation (A m >= b, integral rows closed, 0 <= m <= 1) by HiGHS through scipy, within `seconds`; None if
-    it has no optimum (or none in time)."""
+    """The LP relaxation (A m >= b with integral rows closed, 0 <= m <= 1) by HiGHS through scipy,
+    within `seconds`; None if it has no optimum (or none in time)."""
     matrix = scipy.sparse.csr_array(problem.coefficients, dtype=np.float64)
     if problem.n_constraints == 0:
         zeros = np.zeros(problem.n_units)

@@ -124,16 +124,14 @@ def presolve(problem: MaskProblem) -> Presolved:
             extra = _dominance(dense, weights[free])
         removed["dominated_units"] = len(extra)
         reduced = scipy.sparse.csr_array(dense)
-    added = [] if infeasible else [_cardinality_rows(reduced, bounds, row_tolerance, exact)]
-    removed["cardinality_rows"] = int(added[0][1].size) if added else 0
-    if extra:
+    if not infeasible:
+        cuts, cut_bounds = _cardinality_rows(reduced, bounds, row_tolerance, exact)
+        removed["cardinality_rows"] = int(cut_bounds.size)
         implications = np.zeros((len(extra), free.size))
         for k, (better, worse) in enumerate(extra):
             implications[k, better], implications[k, worse] = 1.0, -1.0
-        added.append((scipy.sparse.csr_array(implications), np.full(len(extra), -1.0)))
-    if added:
-        reduced = scipy.sparse.vstack([reduced, *(rows_ for rows_, _ in added)], format="csr")
-        bounds = np.concatenate([bounds, *(right_ for _, right_ in added)])
+        reduced = scipy.sparse.vstack([reduced, cuts, scipy.sparse.csr_array(implications)], format="csr")
+        bounds = np.concatenate([bounds, cut_bounds, np.full(len(extra), -1.0)])
     coefficients = reduced.toarray() if isinstance(problem.coefficients, np.ndarray) else reduced
     if infeasible:
         coefficients, bounds = np.zeros((1, free.size)), np.zeros(1)  # 0 > 0: no mask

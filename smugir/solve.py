@@ -412,7 +412,7 @@ def solve(
         raise SolverError(f"timeout must be in (0, {MAX_TIMEOUT:g}] seconds (or None for no limit), got {timeout}")
     if int(solutions) < 1:
         raise SolverError(f"solutions must be >= 1, got {solutions}")
-    if solver in PORTFOLIO[1:] + ("portfolio",) and isinstance(problem, MaskProblem):
+    if solver in ("cpsat", "portfolio") and isinstance(problem, MaskProblem):
         from smugir.encoders.cpsat import prewarm
 
         prewarm()  # CP-SAT's process starts now, while presolve, the incumbent and HiGHS's head start run

@@ -85,6 +85,8 @@ def test_sanity_on_cifar_writes_the_curves(tmp_path, capsys):
     (["--methods", "ig,lime"], "unknown saliency method(s) lime"),
     (["--method", "smug_base"], "list smug_base in --methods"),
     (["--pixels"], "--pixels reads an existing file.npz"),
+    (["--path-steps", "1", "--methods", "ig"], "path steps must be in [2, 4096], got 1"),
+    (["--path-steps", "5000", "--methods", "ig"], "path steps must be in [2, 4096], got 5000"),
 ])
 def test_bad_eval_requests_fail_with_one_line(tmp_path, capsys, extra, message):
     dataset = str(tmp_path / "missing.npz") if extra == ["--pixels"] else str(MNIST_SAMPLES)
