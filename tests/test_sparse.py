@@ -32,7 +32,7 @@ def _dense_reference(layer, x, baseline, units, neurons, gamma):
     """A column per unit from the layer's own forward pass: a_iu = pre_i(only u kept) - pre_i(none kept)."""
     kept = np.eye(units.n_units, dtype=bool)
     inputs = np.stack([units.masked_input(x, baseline, m).reshape(-1) for m in [np.zeros(units.n_units, bool), *kept]])
-    pre = layer.preactivations(inputs.astype(np.float64))[:, neurons]
+    pre = layer.preactivations(inputs.astype(np.float64)).reshape(len(inputs), -1)[:, neurons]  # one row (no unit) comes back 1-D
     coefficients = (pre[1:] - pre[0]).T
     bounds = gamma * layer.preactivations(x.astype(np.float64).reshape(-1))[neurons] - pre[0]
     return coefficients, bounds
