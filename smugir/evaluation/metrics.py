@@ -98,22 +98,24 @@ def _linear_weights(source: int, target: int) -> np.ndarray:
 
 
 def crop_and_resize(image_chw: np.ndarray, box: Box) -> np.ndarray:
-    """The box's pixels, resized back to the image's size with bilinear interpolation.
+    """The box's pixels, resized back to the image's size with bilinear interpolation, in float32
+    (what the classifier reads).
 
-    Bilinear interpolation is separable, so the resize is two small matrix products per channel
-    (equal to scikit-image's resize to float64 precision, and much faster on 224 x 224 crops).
+    Bilinear interpolation is separable, so the resize is two small matrix products per channel:
+    equal to scikit-image's resize to float32 precision, and on 224 x 224 crops 0.6 ms (float64: 3 ms,
+    a third of EfficientNet-Lite0's time per crop).
     """
-    image_chw = np.asarray(image_chw, dtype=np.float64)
+    image_chw = np.asarray(image_chw, dtype=np.float32)
     crop = image_chw[:, box.top : box.bottom, box.left : box.right]
     if crop.shape == image_chw.shape:
         return image_chw.copy()
     height, width = image_chw.shape[1:]
-    rows = _linear_weights(crop.shape[1], height)
-    cols = _linear_weights(crop.shape[2], width)
-    return np.einsum("hi,cij,wj->chw", rows, crop, cols, optimize=True)
+    rows = _linear_weights(crop.shape[1], height).astype(np.float32)
+    cols = _linear_weights(crop.shape[2], width).astype(np.float32)
+    return rows @ crop @ cols.T
 
 
-CROP_CHUNK = 16  # crops classified per call (16 x 3 x 224 x 224 float64 is 19 MB)
+CROP_CHUNK = 16  # crops classified per call (16 x 3 x 224 x 224 float32 is 10 MB)
 
 
 def _best_box(classify: Classify, image_chw: np.ndarray, boxes: list[Box], label: int,
