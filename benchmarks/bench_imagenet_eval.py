@@ -9,7 +9,7 @@ smugir's defaults, SMUG_base, IG (black), Blur IG, Guided IG, Grad-CAM, SmoothGr
 OptBox, then prints the table beside the paper's numbers (Inception v1, 3,304 images), the wall
 time, the peak resident memory of the run (the largest of its processes), and the head-to-head
 figures the documentation's claims rest on (how often one method's LSC beats another's, OptBox
-against the best map, the spread of SMUG's time per photo). The run is
+against the best map, each method's seconds per photo: median, p95, max). The run is
 resumable: rerun with the same --out to continue; --limit N runs the first N photos only.
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import resource
 import subprocess
 import sys
@@ -85,14 +84,16 @@ def head_to_head(records_jsonl: Path) -> str:
     """Per pair of methods, on the photos both scored: how often the first's LSC is lower, equal,
     higher, and the median of (second - first); OptBox against each photo's best map; quantiles
     of each method's wall seconds per photo (SMUG's include its first-layer IG and solve)."""
+    from smugir.evaluation.run import record_from_line
+    from smugir.exporters.results import ResultsFile
+
     lsc: dict[str, dict[str, float]] = {}
     seconds: dict[str, list[float]] = {}
-    with open(records_jsonl) as stream:
-        for line in stream:
-            record = json.loads(line)
-            if record.get("status") == "done" and record.get("lsc") is not None:
-                lsc.setdefault(record["method"], {})[record["sample"]] = record["lsc"]
-                seconds.setdefault(record["method"], []).append(record["seconds"])
+    for line in ResultsFile(records_jsonl).records.values():
+        if line.get("status") == "done" and line.get("lsc") is not None:
+            record = record_from_line(line)
+            lsc.setdefault(record.method, {})[record.sample] = record.lsc
+            seconds.setdefault(record.method, []).append(record.seconds)
     lines = []
     for first, second in PAIRS:
         shared = sorted(set(lsc.get(first, {})) & set(lsc.get(second, {})))

@@ -530,8 +530,10 @@ def equal_to_rounding(fast: np.ndarray, slow: np.ndarray, tolerance: float = REO
     would refuse the first on any value near zero.
     """
     fast, slow = np.asarray(fast, dtype=np.float64), np.asarray(slow, dtype=np.float64)
-    if fast.shape != slow.shape or not (np.all(np.isfinite(fast)) and np.all(np.isfinite(slow))):
-        return fast.shape == slow.shape and bool(np.array_equal(fast, slow, equal_nan=True))
+    if fast.shape != slow.shape:
+        return False
+    if not (np.all(np.isfinite(fast)) and np.all(np.isfinite(slow))):
+        return bool(np.array_equal(fast, slow, equal_nan=True))
     return bool(np.abs(fast - slow).max(initial=0.0) <= tolerance * np.abs(slow).max(initial=0.0))
 
 

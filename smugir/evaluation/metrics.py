@@ -127,6 +127,7 @@ def _best_box(classify: Classify, image_chw: np.ndarray, boxes: list[Box], label
     above the best score found; a box that could tie is still classified. The result is the one
     classifying every box gives; `evaluated` says how many crops were needed.
     """
+    image_chw = np.asarray(image_chw, dtype=np.float32)  # once, not per crop: `crop_and_resize` works in float32
     height, width = image_chw.shape[1:]
     areas = np.array([box.area_fraction(height, width) for box in boxes])
     bounds = np.log(np.maximum(AREA_FLOOR, areas))
@@ -150,7 +151,7 @@ def saliency_metric(classify: Classify, image_chw: np.ndarray, saliency: np.ndar
 
     Thresholds that give the same box are classified once, in one batch.
     """
-    image_chw = np.asarray(image_chw, dtype=np.float64)
+    image_chw = np.asarray(image_chw)
     saliency = np.asarray(saliency, dtype=np.float64)
     if saliency.ndim == 3:
         saliency = saliency_2d(saliency)
@@ -180,8 +181,7 @@ def grid_boxes(height: int, width: int, grid: int = OPTBOX_GRID) -> list[Box]:
 
 def optbox(classify: Classify, image_chw: np.ndarray, label: int, grid: int = OPTBOX_GRID) -> LSC:
     """The best LSC over every grid box; needs no saliency map, so it bounds what any map can score."""
-    image_chw = np.asarray(image_chw, dtype=np.float64)
-    boxes = grid_boxes(*image_chw.shape[1:], grid=grid)
+    boxes = grid_boxes(*np.shape(image_chw)[1:], grid=grid)
     return _best_box(classify, image_chw, boxes, label, [None] * len(boxes))
 
 
