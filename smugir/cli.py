@@ -405,6 +405,13 @@ def _add_evaluation(commands) -> None:
     add_commands(commands)
 
 
+def _add_check_solver(commands) -> None:
+    """`smug check-solver`, defined beside the code that runs and grades the solver."""
+    from smugir.check_solver import add_command
+
+    add_command(commands)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (the usage is in --help), like every other error of smug."""
 
@@ -470,6 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_batch(commands)
     _add_evaluation(commands)
+    _add_check_solver(commands)
     for command in commands.choices.values():
         command.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
                              help="refuse steps that would need more memory than this, e.g. 8G or 500M "
