@@ -141,7 +141,7 @@ def make_session(proto: onnx.ModelProto, optimize: bool = False) -> ort.Inferenc
     against the plain one (`batched_session`).
     """
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: smugir reports a failed run or load itself (`run_session`)
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.intra_op_num_threads = _session_threads
