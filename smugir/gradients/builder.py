@@ -174,7 +174,9 @@ def gradient_model(model: onnx.ModelProto, wrt: str, target: str = "probability"
         raise UnsupportedModelError(f"the output does not depend on {wrt!r}")
     dtype = facts.elem_type(wrt) or TensorProto.FLOAT
     b = Builder(graph, facts, _opset(model), dtype)
-    one_hot = b.add("OneHot", [CLASS_INPUT, b.const(b.shape(logits, graph.node[-1])[-1], np.int64), b.const([0.0, 1.0])], axis=-1)
+    one_hot = b.add("OneHot", [CLASS_INPUT, b.const(b.shape(logits, graph.node[-1])[-1], np.int64), b.const([0.0, 1.0], np.float32)], axis=-1)
+    if dtype != TensorProto.FLOAT:  # onnxruntime's OneHot has no float64 kernel
+        one_hot = b.add("Cast", [one_hot], to=dtype)
     if probability is None:
         probability = b.add("Softmax", [logits], axis=-1)
     p_class = b.add("ReduceSum", [b.add("Mul", [probability, one_hot]), b.ints([-1])], keepdims=0)
@@ -186,7 +188,7 @@ def gradient_model(model: onnx.ModelProto, wrt: str, target: str = "probability"
         seed = b.add("Add", [b.add("Mul", [logits, b.const(0.0)]), one_hot])
     b.grads[logits] = seed
     feeds_logits = _ancestors(graph, logits)
-    forward = [n for n in graph.node if n.op_type != "Constant" and n.output[0] in depends and n.output[0] in feeds_logits]
+    forward = [n for n in graph.node if n.op_type != "Constant" and any(o in depends and o in feeds_logits for o in n.output)]
     for node in reversed(forward):
         if node.output[0] not in b.grads and not (node.op_type == "Split" and any(o in b.grads for o in node.output)):
             continue

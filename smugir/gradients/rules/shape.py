@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from smugir.convolution import node_attributes
-from smugir.errors import UnsupportedOpError
 
 
 def reshape_back(b, node, g, need):
@@ -69,34 +68,20 @@ def expand(b, node, g, need):
 
 
 def pad(b, node, g, need):
-    """Constant mode with constant non-negative pads: the gradient sliced back; reflect / edge /
-    wrap modes and negative (cropping) pads: routed by index, the pad value dropped."""
-    attrs = node_attributes(node)
-    mode = attrs.get("mode", b"constant")
+    """Constant mode: the gradient padded by the opposite pads (cropped where x was padded, zeros
+    where x was cropped), for constant or run-time pads alike. Reflect / edge / wrap: routed by
+    index."""
+    mode = node_attributes(node).get("mode", b"constant")
     mode = mode.decode() if isinstance(mode, bytes) else mode
-    x = node.input[0]
-    pads = b.constant(node.input[1]) if len(node.input) > 1 and node.input[1] else attrs.get("pads")
-    has_axes = len(node.input) > 3 and bool(node.input[3])
-    axes = b.constant(node.input[3]) if has_axes else None
-    if mode != "constant" or (pads is not None and np.all(np.asarray(pads) <= 0)):
-        copy = type(node)()
-        copy.CopyFrom(node)
-        del copy.input[:]
-        copy.input.extend([x, node.input[1], "", node.input[3]] if has_axes else [x, node.input[1]])
-        return {x: b.route(copy, g)}
-    if pads is None or (has_axes and axes is None) or np.any(np.asarray(pads) < 0):
-        raise UnsupportedOpError(node.name, "Pad", "in constant mode with run-time or mixed-sign pads", ["Pad with constant pads"])
-    pads = np.asarray(pads, dtype=np.int64)
-    count = len(pads) // 2
-    rank = b.rank(x, node)
-    axes = list(range(rank)) if axes is None else [int(a) % rank for a in np.ravel(axes)]
-    shape = np.array(b.shape(x, node))
-    padded = [(axis, int(pads[k]), int(pads[k + count])) for k, axis in enumerate(axes[:count]) if pads[k] or pads[k + count]]
-    if not padded:
-        return {x: g}
-    starts = [begin for _, begin, _ in padded]
-    ends = [begin + int(shape[axis]) for axis, begin, _ in padded]
-    return {x: b.add("Slice", [g, b.ints(starts), b.ints(ends), b.ints([axis for axis, _, _ in padded])])}
+    x, pads = node.input[0], node.input[1]
+    axes = list(node.input[3:4])
+    if mode == "constant":
+        return {x: b.add("Pad", [g, b.add("Neg", [pads]), "", *axes])}
+    copy = type(node)()
+    copy.CopyFrom(node)
+    del copy.input[:]
+    copy.input.extend([x, pads, "", *axes] if axes else [x, pads])
+    return {x: b.route(copy, g)}
 
 
 RULES = {
