@@ -356,3 +356,21 @@ def test_optimised_gradient_session_is_used_only_when_it_equals_the_plain_one():
                    layer.post_name, probe, fast.batched)
     wrong = make_session(gradient_model(sub, layer.post_name, "probability"), optimize=True)
     assert not _agrees(wrong, reference, layer.post_name, probe, False)  # it computes something else: never used
+
+
+def test_finite_difference_fallback_names_the_op_and_node(tmp_path):
+    """A model whose gradient graph cannot be built falls back to finite differences, and the
+    provider's name (what IG results and report.json record) says which op and node needed it."""
+    from smugir.attribution import forget_providers, provider_for
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder(rng)
+    hidden = b.node("Relu", [b.node("Gemm", ["x", b.const(rng.normal(size=(4, 6)).astype(np.float32))])])
+    out = b.node("Gemm", [b.node("LpNormalization", [hidden]), b.const(rng.normal(size=(6, 3)).astype(np.float32))])
+    path = tmp_path / "lp.onnx"
+    onnx.save(b.model("x", [1, 4], out, 3), path)
+    model = load_model(path)
+    layer = first_layer(model)
+    provider = provider_for(model, layer.post_name, "logit")
+    assert provider.name == "finite-differences (no gradient graph: LpNormalization node 'LpNormalization_7')"
+    forget_providers(model)
