@@ -28,6 +28,8 @@ def average_pool(b, node, g, need):
     attrs = node_attributes(node)
     channels = b.shape(node.input[0], node)[1]
     kernel = list(attrs["kernel_shape"])
+    if attrs.get("ceil_mode", 0):
+        raise _ceil_error(node)
     if not attrs.get("count_include_pad", 0):
         ones = numpy_helper.from_array(np.ones(1, b.np_dtype))
         inside = b.add("AveragePool", [b.add("ConstantOfShape", [b.add("Shape", [node.input[0]])], value=ones)],
@@ -36,8 +38,6 @@ def average_pool(b, node, g, need):
     weight = b.const(np.full((channels, 1, *kernel), 1.0 / np.prod(kernel)))
     b.facts.shapes[weight] = (channels, 1, *kernel)
     geometry = {k: v for k, v in attrs.items() if k in ("kernel_shape", "strides", "pads", "auto_pad", "dilations")}
-    if attrs.get("ceil_mode", 0):
-        raise _ceil_error(node)
     depthwise = helper.make_node("Conv", [node.input[0], weight], list(node.output), name=node.name, group=channels, **geometry)
     return conv(b, depthwise, g, {node.input[0]})
 
