@@ -209,7 +209,7 @@ def split_command(args: argparse.Namespace) -> list[str]:
         cut = words.index("--")
         _options().parse_args(words[:cut], namespace=args)
         command = words[cut + 1:]
-    if not command:
+    if not command or command[0].startswith("-"):
         raise InputError("no solver command: add -- COMMAND {} (e.g. -- z3 {})")
     if "{}" not in command:
         raise InputError("COMMAND must contain {} where the instance file goes, e.g. -- z3 {}")
