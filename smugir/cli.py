@@ -10,12 +10,14 @@ import json
 import math
 import os
 import sys
+import time
 from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 from smugir.errors import NoExplanationError, SmugError, printable
 
+STARTED = time.perf_counter()  # the `smug` process's imports count in explain's timings from here
 MAX_SOLUTIONS = 1000  # each one is a further solve with the previous masks blocked
 MAX_INTEGER = 2**31 - 1  # no count, size or index of smugir's is larger; numpy needs C integers
 EXIT_CODES = (
@@ -49,14 +51,17 @@ def _explain(args: argparse.Namespace) -> int:
 
     if args.out:
         check_folder(args.out, list(FILES), args.force)  # fail before the work, not after it
+    clock = time.perf_counter()
     model = load_model(args.model)
     if is_text_model(model):
         return _explain_text(args, model)
     from smugir.live import live_line
 
     setup = _image_setup(args, model)
+    setup.timings = {"imports": clock - STARTED, **setup.timings, "load": time.perf_counter() - clock - sum(setup.timings.values())}
     with live_line() as on_progress:
         result = finish(setup, args.solver, args.timeout, args.solutions, on_progress)
+    result.timings["total"] = time.perf_counter() - STARTED
     written = write_explanation(result, args.out, force=args.force) if args.out else {}
     if args.json:
         print(to_json_text(result.to_json()), end="")
