@@ -1,29 +1,41 @@
-"""Masking problems as standard SMT-LIB 2.6 files that any solver can run.
+"""Masking problems as SMT-LIB 2.6 files that follow the SMT-COMP benchmark rules.
 
-Two flavours: a decision problem (`sum m <= B`, `(check-sat)`, `(get-model)`, no solver-specific
-commands) and an optimisation problem for OMT solvers (`(minimize ...)`, `(get-objectives)`).
-Terms are printed by pySMT; symbols are generated (`m_0`, `h_0_3`, ...), and every piece of
-provenance text in `(set-info :source |...|)` is cleaned, so a model whose tensor or file names
-contain `|`, `)` or newlines cannot change the meaning of the file.
+Two flavours: a decision problem (`sum m <= B`, one `(check-sat)`) and an optimisation problem
+for OMT solvers (`(minimize ...)`, `(get-objectives)`: z3's and OptiMathSAT's dialect, not
+SMT-LIB). A decision file starts as SMT-COMP wants it: `:smt-lib-version`, `set-logic`, a `:source`
+block (generator, model and input by name and SHA-256, see `smugir.exporters.provenance`),
+`:license`, `:category`, `:status` when proven, and ends with `(exit)`; it carries no
+`set-option` and no `(get-model)`, unless `get_model` asks for them (a single file whose formula
+is proven sat, for a user who wants the mask). Terms are printed by pySMT; symbols are generated
+(`m_0`, `h_0_3`, ...), and provenance text is cleaned, so a model whose tensor or file names contain
+`|`, `)` or newlines cannot change the meaning of the file.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping
 
 from pysmt.smtlib.printers import to_smtlib
 
 from smugir.encoders.pysmt import Encoding
 from smugir.errors import InputError
+from smugir.exporters.provenance import plain_text
 
 OBJECTIVES = ("bound", "omt")
-_UNSAFE = re.compile(r"[|\\\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # and C1 controls, undecodable bytes of file names
+LICENSE = "https://creativecommons.org/licenses/by/4.0/"
+APPLICATION = ("a provably minimal input mask for a neural network classifier (SMUG, ICLR 2021): "
+               "m_i true keeps input unit i, the constraints keep the chosen first-layer neurons active")
 
 
 def safe_text(value: Any) -> str:
     """Text allowed inside |...| in SMT-LIB: no '|', no backslash, no control characters or undecodable bytes."""
-    return _UNSAFE.sub("_", str(value))
+    return plain_text(value)
+
+
+def source_block(source: Mapping[str, Any] | None) -> str:
+    """`(set-info :source |...|)` with one `key: value` line per provenance field."""
+    lines = [f"Application: {APPLICATION}", *(f"{safe_text(key)}: {safe_text(value)}" for key, value in (source or {}).items())]
+    return "(set-info :source |\n" + "\n".join(lines) + "\n|)"
 
 
 def smtlib_text(
@@ -32,18 +44,24 @@ def smtlib_text(
     bound: int | None = None,
     status: str | None = None,
     source: Mapping[str, Any] | None = None,
+    get_model: bool = False,
+    license: str = LICENSE,
 ) -> str:
-    """The whole file. `status` ('sat'/'unsat') is written only when known (decision problems)."""
+    """The whole file. `status` ('sat'/'unsat') is written only when known (decision problems);
+    `get_model` adds `(get-model)` (and the option it needs), only for a formula proven sat."""
     if objective not in OBJECTIVES:
         raise InputError(f"unknown objective {objective!r}; accepted: {', '.join(OBJECTIVES)}")
     if objective == "bound" and (bound is None or bound < 0):
         raise InputError(f"a decision problem needs a bound >= 0, got {bound}")
-    description = "; ".join(f"{key}={safe_text(value)}" for key, value in (source or {}).items())
-    lines = [
-        "(set-info :smt-lib-version 2.6)",
-        "(set-option :produce-models true)",
+    if get_model and not (objective == "bound" and status == "sat"):
+        raise InputError("(get-model) is only written where a model exists: a decision problem proven sat")
+    lines = ["(set-info :smt-lib-version 2.6)"]
+    if get_model:
+        lines.append("(set-option :produce-models true)")  # only allowed before set-logic
+    lines += [
         f"(set-logic {encoding.logic})",
-        f"(set-info :source |smugir masking problem: a minimal input mask for a neural network classifier. {description}|)",
+        source_block(source),
+        f'(set-info :license "{safe_text(license).replace(chr(34), "_")}")',
         '(set-info :category "industrial")',
     ]
     if objective == "bound" and status in ("sat", "unsat"):
@@ -53,7 +71,7 @@ def smtlib_text(
     constraints = encoding.constraints
     lines += [f"(assert {_term(atom)})" for atom in (constraints.args() if constraints.is_and() else [constraints])]
     if objective == "bound":
-        lines += [f"(assert {_term(encoding.at_most(bound))})", "(check-sat)", "(get-model)", "(exit)"]
+        lines += [f"(assert {_term(encoding.at_most(bound))})", "(check-sat)", *(["(get-model)"] if get_model else []), "(exit)"]
     else:
         lines += [f"(minimize {_term(encoding.objective_term())})", "(check-sat)", "(get-objectives)", "(exit)"]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ import numpy as np
 
 from smugir.budget import require
 from smugir.errors import InputError, UnsupportedModelError
-from smugir.gradients import FiniteDifferences, GradientGraph, GradientProvider
+from smugir.gradients import FiniteDifferences, GradientGraph, GradientProvider, fallback_reason
 from smugir.model import suffix_model, with_batch_of_one
 
 START_STEPS = 16  # uniform intervals before any refinement
@@ -172,7 +172,7 @@ def provider_for(model, tensor: str, target: str = "probability", kind: str = "a
                 if kind == "gradient-graph":
                     raise
                 _check_finite_differences(model, tensor, sub, exc)
-                _PROVIDERS[key] = FiniteDifferences(sub, target)
+                _PROVIDERS[key] = FiniteDifferences(sub, target, fallback=fallback_reason(exc))
     return _PROVIDERS[key]
 
 

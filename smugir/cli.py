@@ -131,7 +131,7 @@ def _argument_text(text: str) -> str:
 
 
 def _problem(args: argparse.Namespace, model, item=None):
-    """(input name, masking problem, why it says nothing or None) of INPUT or of a dataset item."""
+    """(input name, masking problem, why it says nothing or None, the input as read) of INPUT or of a dataset item."""
     from smugir.errors import InputError
     from smugir.explain import vacuity
     from smugir.text import is_text_model, prepare_sentence
@@ -146,7 +146,7 @@ def _problem(args: argparse.Namespace, model, item=None):
         setup, _, _ = prepare_sentence(model, sentence, label=args.label if item is None else None, **_text_options(args, model))
     else:
         setup = _image_setup(args, model, None if item is None else item.x)
-    return name, setup.problem, vacuity(setup)[0]
+    return name, setup.problem, vacuity(setup)[0], sentence if is_text_model(model) else setup.x
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -154,18 +154,20 @@ def _export(args: argparse.Namespace) -> int:
     from smugir.exporters.instance_files import export_problem
     from smugir.model import load_model
 
+    from smugir.exporters.provenance import input_name, source_fields
+
     check_target(args.out, args.force)
     model = load_model(args.model)
-    name, problem, vacuous = _problem(args, model)
+    name, problem, vacuous, x = _problem(args, model)
     if vacuous:
         raise NoExplanationError(f"nothing written: {vacuous.status}: {vacuous.reason}")
-    source = {"input": name, **dict(problem.metadata)}
+    source = source_fields(input_name(name), x, problem.metadata)
     from smugir.live import live_line
 
     with live_line() as on_progress:
         instance = export_problem(
             problem, args.out, args.format, args.objective, args.bound, args.logic, source, args.timeout, args.force,
-            args.solver, on_progress,
+            args.solver, on_progress, args.rounding,
         )
     expected = f", expected {instance.expected}" if instance.expected else ""
     print(f"wrote {args.out}: {instance.kind} {instance.logic}, {instance.variables} variables, {instance.constraints} constraints{expected}")
@@ -180,20 +182,26 @@ def _export_benchmarks(args: argparse.Namespace) -> int:
     from smugir.instance_status import parse_bounds
     from smugir.model import load_model
 
+    from smugir.exporters.provenance import family_origin, input_name, source_fields
+
     bounds = parse_bounds(args.bounds)
-    check_folder(args.out, ["instances.csv"], args.force)
+    formats = tuple(part.strip() for part in args.formats.split(",") if part.strip())
+    check_folder(args.out, ["instances.csv", "README.md"], args.force)
     model = load_model(args.model)
     items = _dataset_items(args, model)
+    dataset = input_name(args.dataset)
 
     def problems():
         for item in track(items, description="exporting", transient=True):
-            _, problem, vacuous = _problem(args, model, item)
+            _, problem, vacuous, x = _problem(args, model, item)
             if vacuous:
                 yield item.id, None, {"skipped": f"{vacuous.status}: {vacuous.reason}"}
             else:
-                yield item.id, problem, {"input": f"{args.dataset}:{item.id}", **dict(problem.metadata)}
+                yield item.id, problem, source_fields(f"{dataset}:{item.id}", x, problem.metadata)
 
-    rows = export_family(problems(), args.out, bounds, args.logic, args.timeout, args.mps, args.force, args.solver, args.min_seconds)
+    origin = family_origin(model, dataset, args)
+    rows = export_family(problems(), args.out, bounds, args.logic, args.timeout, args.mps, args.force, args.solver, args.min_seconds,
+                         formats=formats, roundings=_roundings(args.rounding), origin=origin, license=args.license)
     kinds = Counter(f"{row.kind} {row.expected}" if row.kind == "decision" else row.kind for row in rows)
     inputs = len({row.input for row in rows})
     hard = f" ({inputs} of them proven in {args.min_seconds:g} s or more)" if args.min_seconds > 0 else ""
@@ -222,6 +230,10 @@ def _add_explain(commands) -> None:
     explain.set_defaults(run=_explain)
 
 
+def _roundings(text: str) -> tuple[str, ...]:
+    return ("relaxed", "restricted") if text == "both" else (text,)
+
+
 def _add_export(commands) -> None:
     from smugir.solver_options import add_solver_options
     from smugir.exporters.instance_files import FORMATS
@@ -238,7 +250,11 @@ def _add_export(commands) -> None:
     add_problem_options(export)
     export.add_argument("input", help="an image, a .npy array, file.npz:key[index], or a sentence (text models)")
     export.add_argument("--label", type=int, help="class to explain (default: the predicted class)")
-    export.add_argument("--format", choices=FORMATS, default="smt2", help="smt2 (default), mps or lp (written by HiGHS)")
+    export.add_argument("--format", choices=FORMATS, default="smt2",
+                        help="smt2 (default), opb (pseudo-Boolean), wcnf (MaxSAT), mps or lp (written by HiGHS)")
+    export.add_argument("--rounding", choices=("relaxed", "restricted"), default="relaxed",
+                        help="opb/wcnf: CP-SAT's integer rows; relaxed (default: its optimum bounds the exact one from below, "
+                        "unsat means no mask) or restricted (every solution is an exact mask)")
     export.add_argument("--objective", choices=OBJECTIVES, default="bound", help="smt2: bound = decision problem sum(m) <= B (default); omt = (minimize ...)")
     export.add_argument("--bound", help="smt2 decision problems: B as a number, opt (the optimum: sat) or opt-1 (unsat)")
     export.add_argument("--logic", choices=tuple(LOGICS), default="QF_LIA", help="QF_LIA (scaled integers, default) or QF_LRA (exact rationals); whole networks are QF_LRA")
@@ -256,7 +272,13 @@ def _add_export(commands) -> None:
     family.add_argument("dataset", help="file.npz[:key] (images, optional 'labels'), a folder of images, or a .txt/.tsv of sentences")
     family.add_argument("--bounds", default="opt,opt-1", help="comma-separated: opt, opt-1 or numbers (default opt,opt-1)")
     family.add_argument("--logic", choices=tuple(LOGICS), default="QF_LIA", help="QF_LIA (default) or QF_LRA")
-    family.add_argument("--mps", action="store_true", help="also write each minimisation as an MPS file")
+    family.add_argument("--formats", default="smt2",
+                        help="comma-separated: smt2 (decisions and OMT), opb, wcnf, mps (default smt2)")
+    family.add_argument("--rounding", choices=("relaxed", "restricted", "both"), default="both",
+                        help="opb/wcnf: which integer rounding(s) to write (default both, one file each)")
+    family.add_argument("--license", default="https://creativecommons.org/licenses/by/4.0/",
+                        help="the :license of the SMT-LIB files (default CC BY 4.0)")
+    family.add_argument("--mps", action="store_true", help="also write each minimisation as an MPS file (= --formats ...,mps)")
     family.add_argument("--limit", type=int, help="only the first N inputs")
     add_solver_options(family, " per input")
     family.add_argument("--min-seconds", type=float, default=0.0,
@@ -388,6 +410,13 @@ def _add_evaluation(commands) -> None:
     add_commands(commands)
 
 
+def _add_check_solver(commands) -> None:
+    """`smug check-solver`, defined beside the code that runs and grades the solver."""
+    from smugir.check_solver import add_command
+
+    add_command(commands)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (the usage is in --help), like every other error of smug."""
 
@@ -453,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_batch(commands)
     _add_evaluation(commands)
+    _add_check_solver(commands)
     for command in commands.choices.values():
         command.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
                              help="refuse steps that would need more memory than this, e.g. 8G or 500M "

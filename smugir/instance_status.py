@@ -133,13 +133,14 @@ class Instance:
 
     file: str
     input: str
-    kind: str  # decision | omt
-    logic: str
+    kind: str  # decision | omt (SMT-LIB) | opb | wcnf | milp | none (a skipped input)
+    logic: str  # the SMT-LIB logic; mps for milp
     bound: int | None
-    expected: str  # sat | unsat | unknown, or the optimum for OMT
+    expected: str  # sat | unsat | unknown for decisions; the optimum, unsat or unknown for the others
     variables: int
-    constraints: int
+    constraints: int  # assertions, rows, or hard clauses (wcnf)
     smugir_seconds: float
+    rounding: str = ""  # opb and wcnf: relaxed | restricted (smugir.exporters.opb)
 
 
 def instances_csv(rows: Iterable[Instance]) -> str:

@@ -132,7 +132,7 @@ def set_session_threads(threads: int) -> None:
     _session_threads = int(threads)
 
 
-def make_session(proto: onnx.ModelProto, optimize: bool = False) -> ort.InferenceSession:
+def make_session(proto: onnx.ModelProto | bytes, optimize: bool = False) -> ort.InferenceSession:
     """A CPU session, by default with graph optimisations off: they are not always exact.
 
     Measured with onnxruntime 1.31.1: a Pad (zeros) followed by MaxPool is fused at the basic level
@@ -141,12 +141,13 @@ def make_session(proto: onnx.ModelProto, optimize: bool = False) -> ort.Inferenc
     against the plain one (`batched_session`).
     """
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: smugir reports a failed run or load itself (`run_session`)
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.intra_op_num_threads = _session_threads
     try:
-        return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        data = proto if isinstance(proto, bytes) else proto.SerializeToString()  # bytes: serialised once for several sessions
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except SmugError:  # smugir's own, e.g. a batch input's time limit firing inside onnxruntime's call
         raise
     except Exception as exc:  # onnxruntime raises its own pybind classes (Fail, InvalidGraph, ...)

@@ -109,7 +109,7 @@ def test_highs_rereads_mps_and_lp_with_the_same_optimum(mnist_family, tmp_path):
     highs.readModel(str(lp))
     highs.run()
     omt = {r["input"]: int(r["expected"]) for r in _rows(mnist_family) if r["kind"] == "omt"}
-    assert highs.getInfo().objective_function_value == pytest.approx(omt[f"{SAMPLES}:02"])
+    assert highs.getInfo().objective_function_value == pytest.approx(omt["mnist_test_samples.npz:02"])
 
 
 @settings(max_examples=25, deadline=None)
@@ -293,4 +293,4 @@ def test_opt_bounds_need_a_proven_optimum(tmp_path):
     decisions = [r for r in rows if r.kind == "decision"]
     assert [r.file for r in decisions] == ["", ""] and all(r.expected.startswith("skipped: ") for r in decisions)
     assert next(r for r in rows if r.kind == "omt").expected == "unknown"
-    assert sorted(p.name for p in (tmp_path / "family").iterdir()) == ["instances.csv", "tie_omt.smt2"]
+    assert sorted(p.name for p in (tmp_path / "family").iterdir()) == ["README.md", "instances.csv", "tie_omt.smt2"]

@@ -61,7 +61,7 @@ def test_the_formulation_is_recorded_by_explain_batch_and_export(formulation, tm
     assert report["settings"]["formulation"] == formulation
     smt2 = tmp_path / "p.smt2"
     assert main(["export", *common, str(MNIST_IMAGE), "--objective", "omt", "--out", str(smt2)]) == 0
-    assert f"formulation={formulation};" in smt2.read_text()
+    assert f"\nformulation: {formulation}\n" in smt2.read_text()
     dataset = f"{ROOT / 'tests' / 'data' / 'mnist' / 'mnist_test_samples.npz'}"
     assert main(["batch", *common, dataset, "--limit", "2", "--workers", "1", "--out", str(tmp_path / "batch")]) == 0
     lines = [json.loads(line) for line in (tmp_path / "batch" / "results.jsonl").read_text().splitlines()]

@@ -254,10 +254,10 @@ def test_mlp_gradient_equals_numpy():
 
 def test_unsupported_op_is_named():
     b = GraphBuilder(np.random.default_rng(0))
-    t = b.node("Erf", ["x"])
+    t = b.node("LpNormalization", ["x"])
     out = b.node("Gemm", [t, b.const(np.ones((3, 2), np.float32))])
     proto = b.model("x", [1, 3], out, 2)
-    with pytest.raises(UnsupportedOpError, match=r"Erf \(node 'Erf_2'\) in the gradient graph"):
+    with pytest.raises(UnsupportedOpError, match=r"LpNormalization \(node 'LpNormalization_2'\) in the gradient graph"):
         gradient_model(with_batch_of_one(proto), "x")
 
 
@@ -314,7 +314,7 @@ def test_optimised_sessions_are_judged_against_the_plain_ones_at_float32_roundin
     """Values: a reordering's error (1e-7 of the largest value) passes even on values near zero,
     which a per-value relative test refuses; an error of 1e-3 of the scale, a changed shape or a
     NaN where there was none fails. Gradients: 1 % in L2 norm (kink flips) passes, 5 % fails."""
-    from smugir.gradients import _gradients_agree
+    from smugir.gradients.providers import _gradients_agree
     from smugir.model import equal_to_rounding
 
     rng = np.random.default_rng(0)
@@ -338,7 +338,7 @@ def test_optimised_gradient_session_is_used_only_when_it_equals_the_plain_one():
     gradients on the probe); a session that disagrees with the plain one is never used."""
     import onnxruntime as ort
 
-    from smugir.gradients import _optimised_if_equal
+    from smugir.gradients.providers import _agrees
     from smugir.model import make_session
 
     level = ort.GraphOptimizationLevel
@@ -350,5 +350,27 @@ def test_optimised_gradient_session_is_used_only_when_it_equals_the_plain_one():
     assert fast.session.get_session_options().graph_optimization_level == level.ORT_ENABLE_ALL
     shape = fast.shape
     logit_plain = make_session(gradient_model(sub, layer.post_name, "logit"))
-    wrong = _optimised_if_equal(gradient_model(sub, layer.post_name, "probability"), logit_plain, layer.post_name, shape, False)
-    assert wrong is logit_plain  # the "optimised" graph computes something else: the plain session stays
+    probe = np.random.default_rng(1).normal(size=(2, *shape[1:])).astype(np.float32)
+    reference = [logit_plain.run(None, {layer.post_name: p[None], "smugir_class_index": np.array([0])}) for p in probe]
+    assert _agrees(fast.session, [fast.session.run(None, {layer.post_name: p[None], "smugir_class_index": np.array([0])}) for p in probe],
+                   layer.post_name, probe, fast.batched)
+    wrong = make_session(gradient_model(sub, layer.post_name, "probability"), optimize=True)
+    assert not _agrees(wrong, reference, layer.post_name, probe, False)  # it computes something else: never used
+
+
+def test_finite_difference_fallback_names_the_op_and_node(tmp_path):
+    """A model whose gradient graph cannot be built falls back to finite differences, and the
+    provider's name (what IG results and report.json record) says which op and node needed it."""
+    from smugir.attribution import forget_providers, provider_for
+
+    rng = np.random.default_rng(0)
+    b = GraphBuilder(rng)
+    hidden = b.node("Relu", [b.node("Gemm", ["x", b.const(rng.normal(size=(4, 6)).astype(np.float32))])])
+    out = b.node("Gemm", [b.node("LpNormalization", [hidden]), b.const(rng.normal(size=(6, 3)).astype(np.float32))])
+    path = tmp_path / "lp.onnx"
+    onnx.save(b.model("x", [1, 4], out, 3), path)
+    model = load_model(path)
+    layer = first_layer(model)
+    provider = provider_for(model, layer.post_name, "logit")
+    assert provider.name == "finite-differences (no gradient graph: LpNormalization node 'LpNormalization_7')"
+    forget_providers(model)
