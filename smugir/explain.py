@@ -154,6 +154,12 @@ class Explanation:
         values[inside] = per_unit[self.units.unit_of[inside]]
         return values.reshape(self.x.shape)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: what report.html shows (`smugir.exporters.html_report`)."""
+        from smugir.exporters.html_report import report_fragment
+
+        return report_fragment(self)
+
     def summary(self) -> str:
         """A few lines for the terminal: what was kept, whether it is proven minimal and verified."""
         kept = int(self.unit_mask.sum())
