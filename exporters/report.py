@@ -11,14 +11,15 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from smugir.exporters.files import staged_folder, utf8, write_atomically
-from smugir.exporters.pictures import input_picture, overlay_picture, png_bytes, saliency_picture, side_by_side
+from smugir.exporters.html_report import report_html
+from smugir.exporters.pictures import explanation_figure, overlay_picture, png_bytes, saliency_picture
 
-FILES = ("report.json", "mask.npy", "saliency.npy", "saliency.png", "overlay.png", "explanation.png")
+FILES = ("report.json", "mask.npy", "saliency.npy", "saliency.png", "overlay.png", "explanation.png", "report.html")
 
 
 def json_ready(value: Any) -> Any:
@@ -47,20 +48,22 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_explanation(explanation, folder: str | os.PathLike, force: bool = False) -> dict[str, Path]:
-    """Write the report, the mask and map arrays, and the pictures into `folder`; returns the paths."""
+def write_explanation(explanation, folder: str | os.PathLike, force: bool = False, html: bool = True,
+                      command: Sequence[str] | str | None = None) -> dict[str, Path]:
+    """Write the report, the mask and map arrays, the pictures and (`html`) report.html, which names
+    `command`, into `folder`; returns the paths."""
     folder = Path(folder)
     layout = explanation.layout
-    saliency = saliency_picture(layout, explanation.saliency)
-    overlay = overlay_picture(layout, explanation.x, explanation.mask)
     contents = {
         "report.json": utf8(to_json_text(explanation.to_json())),
         "mask.npy": _npy(explanation.mask),
         "saliency.npy": _npy(explanation.saliency.astype(np.float32)),
-        "saliency.png": png_bytes(saliency),
-        "overlay.png": png_bytes(overlay),
-        "explanation.png": png_bytes(side_by_side([input_picture(layout, explanation.x), saliency, overlay])),
+        "saliency.png": png_bytes(saliency_picture(layout, explanation.saliency)),
+        "overlay.png": png_bytes(overlay_picture(layout, explanation.x, explanation.mask)),
+        "explanation.png": png_bytes(explanation_figure(explanation)),
     }
+    if html:
+        contents["report.html"] = utf8(report_html(explanation, command))
     with staged_folder(folder, list(FILES), force) as staging:
         for name, data in contents.items():
             write_atomically(staging / name, lambda stream, data=data: stream.write(data))

@@ -1,8 +1,8 @@
 """The first layer's activation functions, computed as the ONNX operators define them.
 
 One entry per kind in `ACTIVATIONS`: the function (float64, elementwise) and how `smug inspect`
-names it with its parameters, e.g. "Clip(0, 6)". The graph patterns that produce each kind are read
-in `smugir.firstlayer`.
+names it with its parameters, e.g. "Clip(0, 6)". The graph patterns that produce each kind (one op,
+or written out in several, as `x * Sigmoid(x)`) are read in `smugir.reader.rules.activations`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.special import expit
+from scipy.special import erf, expit
 
 
 def _clip(x: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -39,6 +39,8 @@ ACTIVATIONS: dict[str, ActivationKind] = {
     "HardSigmoid": ActivationKind(_hard_sigmoid, ("alpha", "beta")),
     "HardSwish": ActivationKind(lambda x: x * _hard_sigmoid(x, 1.0 / 6.0, 0.5)),
     "SiLU": ActivationKind(lambda x: x * expit(x)),  # Mul(x, Sigmoid(x)), as exporters write it
+    "GELU": ActivationKind(lambda x: 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))),
+    "GELUTanh": ActivationKind(lambda x: 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))),
 }
 
 

@@ -1,14 +1,19 @@
 """Integrated Gradients: which first-layer neurons matter for the label (and input-space IG).
 
 IG of the class output w.r.t. the first-layer post-activations h, baseline 0, trapezoid rule.
-The original method fixed 200 uniform steps (`steps=200` still does that); measured on real MNIST,
-200 steps can leave a completeness error of 17 % and change the top-k set. By default the grid is
-refined where the path needs it until |sum IG - (f(h) - f(0))| is below 1 % of |f(h) - f(0)|:
-every point gives f and its derivative along the path (grad . (h - baseline)), so each interval
-knows its own share of the completeness error (its trapezoid minus the change of f across it);
-each round bisects the REFINE intervals with the largest share, in one batch. On EfficientNet-Lite0
-the derivative jumps wherever a ReLU6 downstream switches, and uniform doubling needed 128 to more
-than 256 steps; local refinement reaches the same 1 % with a few dozen intervals (README figures).
+The original method fixed 200 uniform steps (`steps=200` still does that, and reports how far from
+converged it is). Completeness alone is not convergence: on EfficientNet-Lite0 a 16-interval grid
+can meet |sum IG - (f(h) - f(0))| < 1 % while the scores are 19 % (relative L2) from a
+1024-interval reference, because the errors of single neurons cancel in the sum. So the default
+refines the grid until the scores themselves stop moving: the grid is a set of panels (two
+intervals each); a panel's own error estimate is the change of its scores between its coarse
+trapezoid (one interval) and its fine one (two), a vector over the neurons. Each round splits the
+REFINE // 2 panels whose estimate is largest on the deciding neurons (those that can enter the
+top-k: the 2k highest scores, or all when k is not given), in one batch of REFINE points. IG stops
+when the summed estimate on those neurons is within SCORE_TOLERANCE of their norm (or its sum of
+magnitudes under ABSOLUTE_FLOOR, in the target's units) and completeness holds to TOLERANCE (or to
+ABSOLUTE_FLOOR: a near-zero f(h) - f(0) is not chased); otherwise at MAX_STEPS, the memory for the
+kept gradients, or `time_limit`, and then the result says it did not converge.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -26,10 +31,16 @@ from smugir.gradients import FiniteDifferences, GradientGraph, GradientProvider,
 from smugir.model import suffix_model, with_batch_of_one
 
 START_STEPS = 16  # uniform intervals before any refinement
-REFINE = 8  # intervals bisected per round: one batch of gradient evaluations
+REFINE = 8  # new points per round: one batch of gradient evaluations
 MAX_STEPS = 4096  # intervals at most
-MAX_GRADIENT_BYTES = 1 << 30  # float32 gradients kept until the weights are final
-TOLERANCE = 0.01
+MAX_GRADIENT_BYTES = 1 << 30  # float32 score densities and panel estimates kept until the grid is final
+TOLERANCE = 0.01  # completeness: |sum IG - (f(h) - f(0))| relative to |f(h) - f(0)|
+# The estimated change of the deciding scores, relative L2. The estimate (coarse minus fine
+# trapezoid) is conservative where the derivative jumps (ReLU6 kinks): on EfficientNet-Lite0 the
+# true distance to a 1024-interval reference was about half of it (benchmarks/bench_attribution.py).
+SCORE_TOLERANCE = 0.02
+ABSOLUTE_FLOOR = 1e-4  # in the target's units (probability or logit): errors below this are not chased
+TIME_LIMIT = 30.0  # seconds of gradient evaluations for the adaptive rule by default
 BYTES_PER_POINT_VALUE = 40  # per IG point and first-layer value: float64 points and gradients, float32 copies
 
 
@@ -42,12 +53,27 @@ class IGResult:
     f_0: float
     target: str
     provider: str
-    seconds: float
+    seconds: float  # gradient evaluations and quadrature, the gradient graph's build excluded
+    score_error: float | None = None  # estimated relative L2 error of the deciding scores (None: one interval)
+    deciding: int = 0  # neurons the score rule was checked on
+    converged: bool = True
+    stop: str = "converged"  # converged, floor, fixed steps, step cap, memory cap, time cap
+    graph_seconds: float = 0.0  # building the gradient sessions (0 when they were cached)
 
     def to_json(self) -> dict:
         data = asdict(self)
         del data["scores"]
-        return data
+        return {**data, "summary": self.describe()}
+
+    def describe(self) -> str:
+        """One phrase for the terminal: converged or not, why, and the errors."""
+        score = "n/a" if self.score_error is None else f"{100 * self.score_error:.2f} %"
+        errors = f"estimated score error {score} on {self.deciding} deciding neurons, completeness error {100 * self.completeness_error:.2f} %"
+        if self.stop == "floor":
+            return f"IG over {self.steps} steps (stopped at the absolute floor {ABSOLUTE_FLOOR:g}: f(h) - f(0) = {self.f_h - self.f_0:.3g}; {errors})"
+        if self.converged:
+            return f"IG over {self.steps} steps ({'fixed, ' if self.stop == 'fixed steps' else ''}converged: {errors})"
+        return f"IG not converged ({self.stop} after {self.steps} steps: {errors})"
 
 
 def _relative_error(total: float, f_h: float, f_0: float) -> float:
@@ -63,6 +89,35 @@ def _trapezoid_weights(alphas: np.ndarray) -> np.ndarray:
     return weights
 
 
+@dataclass(frozen=True)
+class _Check:
+    """The stopping rule's view of one grid: each error, and whether it is met relatively or at the floor."""
+
+    score_error: float | None
+    completeness: float
+    relative: bool  # both errors within their relative tolerance
+    floor: bool  # both within the tolerance or the absolute floor
+
+    @classmethod
+    def of(cls, scores: np.ndarray, change: np.ndarray | None, completeness_gap: float, f_change: float, deciding: np.ndarray) -> "_Check":
+        norm = float(np.linalg.norm(scores[deciding]))
+        if change is None:
+            score_error, score_ok, score_floor = None, False, False
+        else:
+            score_error = float(np.linalg.norm(change[deciding])) / max(norm, 1e-300)
+            score_ok, score_floor = score_error <= SCORE_TOLERANCE, float(np.abs(change[deciding]).sum()) <= ABSOLUTE_FLOOR
+        completeness = abs(completeness_gap) / max(abs(f_change), 1e-12)
+        complete_ok, complete_floor = completeness <= TOLERANCE, abs(completeness_gap) <= ABSOLUTE_FLOOR
+        return cls(score_error, completeness, score_ok and complete_ok, (score_ok or score_floor) and (complete_ok or complete_floor))
+
+
+def _deciding(scores: np.ndarray, deciding: int | None) -> np.ndarray:
+    """The neurons whose scores decide a top-k choice: the 2k highest (all when k is None or large)."""
+    if deciding is None or 2 * deciding >= scores.size:
+        return np.arange(scores.size)
+    return np.argpartition(-scores, 2 * deciding - 1)[: 2 * deciding]
+
+
 def integrated_gradients(
     provider: GradientProvider,
     h: np.ndarray,
@@ -70,8 +125,13 @@ def integrated_gradients(
     steps: int | None = None,
     baseline: np.ndarray | None = None,
     target: str = "probability",
+    deciding: int | None = None,
+    time_limit: float | None = TIME_LIMIT,
 ) -> IGResult:
-    """IG of `provider`'s target from `baseline` (default 0) to `h`; adaptive unless `steps` is given."""
+    """IG of `provider`'s target from `baseline` (default 0) to `h`; adaptive unless `steps` is given.
+
+    `deciding`: the k of a later top-k choice (the score rule is checked on the 2k highest scores;
+    None: on all); `time_limit`: seconds before the adaptive rule gives up (None: no limit)."""
     start = time.perf_counter()
     h = np.asarray(h, dtype=np.float64)
     base = np.zeros_like(h) if baseline is None else np.asarray(baseline, dtype=np.float64).reshape(h.shape)
@@ -79,16 +139,23 @@ def integrated_gradients(
         raise InputError(f"IG steps must be >= 1, got {steps}")
     path = _Path(provider, base, h - base, class_index)
     if steps is not None:
-        weighted, f = path.uniform(int(steps))
+        scores, change, f, gap = path.uniform(int(steps))
+        stop = "fixed steps"
     else:
-        weighted, f = path.refined()
-    scores = path.diff * weighted
-    error = _relative_error(float(scores.sum()), f[-1], f[0])
-    return IGResult(scores, path.intervals, error, float(f[-1]), float(f[0]), target, provider.name, time.perf_counter() - start)
+        scores, change, f, gap, stop = path.refined(deciding, None if time_limit is None else start + time_limit)
+    chosen = _deciding(scores, deciding)
+    check = _Check.of(scores, change, gap, f[-1] - f[0], chosen)
+    if stop == "converged" and not check.relative:
+        stop = "floor"
+    converged = check.floor if stop in ("fixed steps", "converged", "floor") else False
+    return IGResult(scores, path.intervals, check.completeness, float(f[-1]), float(f[0]), target, provider.name,
+                    time.perf_counter() - start, check.score_error, int(chosen.size), converged, stop)
 
 
 class _Path:
-    """Gradient evaluations along base + alpha * diff, in float32 batches as onnxruntime takes them."""
+    """Gradient evaluations along base + alpha * diff, in float32 batches as onnxruntime takes them.
+
+    What is kept of a point is its score density u = gradient * diff (float32): IG is its integral."""
 
     def __init__(self, provider: GradientProvider, base: np.ndarray, diff: np.ndarray, class_index: int):
         self.provider, self.class_index, self.shape = provider, class_index, base.shape
@@ -97,51 +164,110 @@ class _Path:
         self.intervals = 0
 
     def evaluate(self, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(f (B,) float64, gradients (B, n) float32) at the given alphas."""
+        """(f (B,) float64, score densities (B, n) float32) at the given alphas."""
         require(f"Integrated Gradients at {len(alphas)} points of {self.diff.size} values", BYTES_PER_POINT_VALUE * len(alphas) * self.diff.size)
         points = self.base32[None] + alphas.astype(np.float32).reshape(-1, *([1] * len(self.shape))) * self.diff32[None]
         values, grads = self.provider(points, self.class_index)
-        return np.asarray(values, dtype=np.float64).reshape(-1), np.asarray(grads, dtype=np.float32).reshape(len(alphas), -1)
+        density = np.asarray(grads, dtype=np.float32).reshape(len(alphas), -1) * self.diff32.reshape(1, -1)
+        return np.asarray(values, dtype=np.float64).reshape(-1), density
 
-    def uniform(self, steps: int, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """The trapezoid rule on `steps` equal intervals, summed batch by batch (nothing kept)."""
+    def uniform(self, steps: int, batch: int = 64) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
+        """The trapezoid rule on `steps` equal intervals, summed batch by batch (nothing kept), and its
+        change from the grid of every other point (plus the end point); None for a single interval.
+
+        (scores, change, f at the grid points, completeness gap)."""
         alphas = np.linspace(0.0, 1.0, steps + 1)
         weights = _trapezoid_weights(alphas)
-        weighted, values = np.zeros(self.diff.size), []
+        every_other = np.unique(np.r_[np.arange(0, steps + 1, 2), steps])
+        coarse = np.zeros(alphas.size)
+        coarse[every_other] = _trapezoid_weights(alphas[every_other])
+        scores, halved, values, slopes = np.zeros(self.diff.size), np.zeros(self.diff.size), [], []
         for begin in range(0, alphas.size, batch):
-            f, grads = self.evaluate(alphas[begin : begin + batch])
-            weighted += weights[begin : begin + batch] @ grads.astype(np.float64)
+            f, density = self.evaluate(alphas[begin : begin + batch])
+            scores += weights[begin : begin + batch] @ density.astype(np.float64)
+            halved += coarse[begin : begin + batch] @ density.astype(np.float64)
             values.append(f)
+            slopes.append(density.sum(axis=1, dtype=np.float64))
         self.intervals = steps
-        return weighted, np.concatenate(values)
+        f, total = np.concatenate(values), float(weights @ np.concatenate(slopes))
+        return scores, None if steps < 2 else scores - halved, f, total - (f[-1] - f[0])
 
-    def refined(self) -> tuple[np.ndarray, np.ndarray]:
-        """START_STEPS uniform intervals, then the REFINE worst intervals bisected per round."""
+    def refined(self, deciding: int | None, deadline: float | None):
+        """START_STEPS uniform intervals as panels of two, then REFINE // 2 panels split per round
+        where the estimated score error (or, once the scores hold, the completeness gap) is largest.
+
+        (scores, summed panel estimates, f on the sorted grid, completeness gap, stop reason)."""
         alphas = np.linspace(0.0, 1.0, START_STEPS + 1)
-        values, grads = self.evaluate(alphas)
-        slopes = grads.astype(np.float64) @ self.diff
-        kept = [grads]
-        most = min(MAX_STEPS, MAX_GRADIENT_BYTES // (4 * max(1, self.diff.size))) + 1
+        f, density = self.evaluate(alphas)
+        grid = _Grid(alphas.tolist(), f.tolist(), list(density))
+        for i in range(0, START_STEPS, 2):
+            grid.add((i, i + 1, i + 2))
+        most_points = min(MAX_STEPS + 1, MAX_GRADIENT_BYTES // (6 * max(1, self.diff.size)) + 1)
         while True:
-            order = np.argsort(alphas, kind="stable")
-            a, f, d = alphas[order], values[order], slopes[order]
-            local = np.diff(a) / 2 * (d[:-1] + d[1:]) - np.diff(f)  # each interval's completeness error
-            if _relative_error(float(_trapezoid_weights(a) @ d), f[-1], f[0]) <= TOLERANCE or alphas.size >= most:
+            chosen = _deciding(grid.scores, deciding)
+            gap = sum(grid.gaps.values())
+            check = _Check.of(grid.scores, grid.change, gap, grid.values[START_STEPS] - grid.values[0], chosen)
+            stop = ("converged" if check.floor else "step cap" if len(grid.points) + REFINE > MAX_STEPS + 1
+                    else "memory cap" if len(grid.points) + REFINE > most_points
+                    else "time cap" if deadline is not None and time.perf_counter() > deadline else None)
+            if stop is not None:
                 break
-            worst = np.argsort(-np.abs(local), kind="stable")[: min(REFINE, most - alphas.size)]
-            new = (a[worst] + a[worst + 1]) / 2
-            f_new, g_new = self.evaluate(new)
-            alphas, values = np.concatenate([alphas, new]), np.concatenate([values, f_new])
-            slopes = np.concatenate([slopes, g_new.astype(np.float64) @ self.diff])
-            kept.append(g_new)
-        weights = np.empty(alphas.size)
-        weights[order] = _trapezoid_weights(a)
-        weighted, row = np.zeros(self.diff.size), 0
-        for block in kept:
-            weighted += weights[row : row + len(block)] @ block.astype(np.float64)
-            row += len(block)
-        self.intervals = alphas.size - 1
-        return weighted, f
+            if check.score_error is not None and check.score_error > SCORE_TOLERANCE:
+                size = {p: float(np.linalg.norm(e[chosen])) for p, e in grid.estimates.items()}
+            else:
+                size = {p: abs(g) for p, g in grid.gaps.items()}
+            split = sorted(size, key=lambda p: -size[p])[: REFINE // 2]
+            new = np.array([grid.midpoint(a, m) for a, m, _ in split] + [grid.midpoint(m, b) for _, m, b in split])
+            first = grid.extend(new, *self.evaluate(new))
+            for j, (a, m, b) in enumerate(split):
+                grid.remove((a, m, b))
+                grid.add((a, first + j, m))
+                grid.add((m, first + len(split) + j, b))
+        self.intervals = len(grid.points) - 1
+        return grid.scores, grid.change, np.asarray(grid.values)[np.argsort(grid.points, kind="stable")], gap, stop
+
+
+class _Grid:
+    """The points of an adaptive grid, its panels (point indices a < m < b, m the midpoint), and the
+    running sums over the panels: fine-trapezoid scores and their summed coarse-to-fine changes."""
+
+    def __init__(self, points: list[float], values: list[float], rows: list[np.ndarray]):
+        self.points, self.values, self.rows = points, values, rows
+        self.slopes = [float(r.sum(dtype=np.float64)) for r in rows]  # df/dalpha = gradient . diff
+        self.scores, self.change = np.zeros(rows[0].size), np.zeros(rows[0].size)
+        self.estimates: dict[tuple[int, int, int], np.ndarray] = {}  # the panel's fine minus coarse trapezoid (float32)
+        self.gaps: dict[tuple[int, int, int], float] = {}  # the panel's fine trapezoid of df/dalpha minus f's change
+
+    def midpoint(self, a: int, b: int) -> float:
+        return (self.points[a] + self.points[b]) / 2
+
+    def extend(self, alphas: np.ndarray, values: np.ndarray, rows: np.ndarray) -> int:
+        """Append evaluated points; the index of the first."""
+        first = len(self.points)
+        self.points.extend(alphas.tolist())
+        self.values.extend(values.tolist())
+        self.rows.extend(rows)
+        self.slopes.extend(rows.sum(axis=1, dtype=np.float64).tolist())
+        return first
+
+    def _parts(self, panel: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, float]:
+        a, m, b = panel
+        quarter = (self.points[b] - self.points[a]) / 4
+        ua, um, ub = (self.rows[i].astype(np.float64) for i in panel)
+        gap = quarter * (self.slopes[a] + 2 * self.slopes[m] + self.slopes[b]) - (self.values[b] - self.values[a])
+        return quarter * (ua + 2 * um + ub), quarter * (2 * um - ua - ub), gap
+
+    def add(self, panel: tuple[int, int, int]) -> None:
+        fine, estimate, gap = self._parts(panel)
+        self.scores += fine
+        self.change += estimate
+        self.estimates[panel], self.gaps[panel] = estimate.astype(np.float32), gap
+
+    def remove(self, panel: tuple[int, int, int]) -> None:
+        fine, estimate, _ = self._parts(panel)
+        self.scores -= fine
+        self.change -= estimate
+        del self.estimates[panel], self.gaps[panel]
 
 
 def top_k(scores: np.ndarray, eligible: np.ndarray, k: int) -> np.ndarray:
@@ -200,19 +326,25 @@ _RECENT_IG: OrderedDict[tuple, IGResult] = OrderedDict()
 RECENT_IG = 2  # first-layer IG results kept: SMUG, SMUG_base and their variants on one input share one
 
 
-def first_layer_attribution(model, layer, x: np.ndarray, label: int, steps: int | None = None, target: str = "probability", provider: str = "auto") -> IGResult:
-    """IG scores of every first-layer neuron for `label` at input x (baseline: all activations 0).
+def first_layer_attribution(model, layer, x: np.ndarray, label: int, steps: int | None = None, target: str = "probability",
+                            provider: str = "auto", deciding: int | None = None, time_limit: float | None = TIME_LIMIT) -> IGResult:
+    """IG scores of every first-layer neuron for `label` at input x (baseline: all activations 0);
+    `deciding` and `time_limit` as in `integrated_gradients`.
 
     The last few results are kept (keyed by model hash, input bytes and every option), so methods
     that explain the same input with the same ranking pay for IG once."""
     x = np.asarray(x)
-    key = (model.sha256, layer.post_name, hashlib.sha256(x.tobytes()).hexdigest(), x.dtype.str, x.shape, int(label), steps, target, provider)
+    key = (model.sha256, layer.post_name, hashlib.sha256(x.tobytes()).hexdigest(), x.dtype.str, x.shape, int(label), steps, target,
+           provider, deciding, time_limit)
     if key in _RECENT_IG:
         _RECENT_IG.move_to_end(key)
         return _RECENT_IG[key]
+    clock = time.perf_counter()
     gradient = provider_for(model, layer.post_name, target, provider)
+    building = time.perf_counter() - clock
     h = layer.activations(x).reshape(layer.output_shape[1:])
-    result = _RECENT_IG[key] = integrated_gradients(gradient, h, label, steps, target=target)
+    result = integrated_gradients(gradient, h, label, steps, target=target, deciding=deciding, time_limit=time_limit)
+    result = _RECENT_IG[key] = replace(result, graph_seconds=building)
     while len(_RECENT_IG) > RECENT_IG:
         _RECENT_IG.popitem(last=False)
     return result

@@ -10,12 +10,14 @@ import json
 import math
 import os
 import sys
+import time
 from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Iterator, Sequence
 
 from smugir.errors import NoExplanationError, SmugError, printable
 
+STARTED = time.perf_counter()  # the `smug` process's imports count in explain's timings from here
 MAX_SOLUTIONS = 1000  # each one is a further solve with the previous masks blocked
 MAX_INTEGER = 2**31 - 1  # no count, size or index of smugir's is larger; numpy needs C integers
 EXIT_CODES = (
@@ -49,15 +51,18 @@ def _explain(args: argparse.Namespace) -> int:
 
     if args.out:
         check_folder(args.out, list(FILES), args.force)  # fail before the work, not after it
+    clock = time.perf_counter()
     model = load_model(args.model)
     if is_text_model(model):
         return _explain_text(args, model)
     from smugir.live import live_line
 
     setup = _image_setup(args, model)
+    setup.timings = {"imports": clock - STARTED, **setup.timings, "load": time.perf_counter() - clock - sum(setup.timings.values())}
     with live_line() as on_progress:
         result = finish(setup, args.solver, args.timeout, args.solutions, on_progress)
-    written = write_explanation(result, args.out, force=args.force) if args.out else {}
+    result.timings["total"] = time.perf_counter() - STARTED
+    written = write_explanation(result, args.out, args.force, args.html, args.invocation) if args.out else {}
     if args.json:
         print(to_json_text(result.to_json()), end="")
     else:
@@ -102,7 +107,8 @@ def _explain_text(args: argparse.Namespace, model) -> int:
 
     from smugir.exporters.files import staged_folder, write_text
     from smugir.exporters.report import to_json_text
-    from smugir.exporters.text import highlighted_html, highlighted_markup
+    from smugir.exporters.html_report import report_html
+    from smugir.exporters.text import highlighted_html, highlighted_markup, sentence_marks
     from smugir.text import explain_sentence
 
     result = explain_sentence(
@@ -111,9 +117,11 @@ def _explain_text(args: argparse.Namespace, model) -> int:
     )
     report = to_json_text(result.to_json())
     if args.out:
-        with staged_folder(args.out, ["report.json", "explanation.html"], args.force) as folder:
+        with staged_folder(args.out, ["report.json", "explanation.html", "report.html"], args.force) as folder:
             write_text(folder / "report.json", report)
             write_text(folder / "explanation.html", highlighted_html(result))
+            if args.html:
+                write_text(folder / "report.html", report_html(result.explanation, args.invocation, sentence_marks(result)))
     if args.json:
         print(report, end="")
     else:
@@ -220,7 +228,9 @@ def _add_explain(commands) -> None:
     explain.add_argument("--label", type=int, help="class to explain (default: the predicted class)")
     add_solver_options(explain)
     explain.add_argument("--solutions", type=int, default=1, help="find N distinct minimal masks (default 1)")
-    explain.add_argument("--out", help="folder for report.json, mask.npy, saliency.npy and PNG pictures")
+    explain.add_argument("--out", help="folder for report.json, report.html, mask.npy, saliency.npy and PNG pictures")
+    explain.add_argument("--html", action=argparse.BooleanOptionalAction, default=True,
+                         help="with --out: write report.html, the whole explanation in one self-contained page (default on)")
     explain.add_argument("--json", action="store_true", help="print the JSON report instead of the summary")
     explain.set_defaults(run=_explain)
 
@@ -491,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.invocation = ["smug", *(sys.argv[1:] if argv is None else argv)]  # what report.html says made it
     run: Callable[[argparse.Namespace], int] = args.run
     from smugir.budget import format_size, limit, limited
 

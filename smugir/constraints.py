@@ -77,7 +77,8 @@ def smug_problem(
     gamma = check_gamma(gamma)
     relative = check_formulation(formulation) == "baseline-relative"
     x = np.asarray(x, dtype=np.float64).reshape(-1)
-    base = _masked_base(x, baseline, units)
+    base = layer.effective_input(_masked_base(x, baseline, units))
+    x = layer.effective_input(x)  # the terms are linear in x' (a float16 graph's rounded input): exact per element
     neurons = np.asarray(neurons, dtype=np.int64)
     fields = layer.fields(neurons)
     pre_x, pre_base = fields.values(x), fields.values(base)
@@ -149,7 +150,8 @@ def network_problem(
     if margin < 0:
         raise InputError(f"margin (delta) must be >= 0, got {margin}")
     x = np.asarray(x, dtype=np.float64).reshape(-1)
-    base = _masked_base(x, baseline, units)
+    base = first.effective_input(_masked_base(x, baseline, units))
+    x = first.effective_input(x)
     unit_of = np.where(units.unit_of >= 0, units.unit_of, 0)
     delta = np.where(units.unit_of >= 0, x - base, 0.0)
     return NetworkMaskProblem(

@@ -120,6 +120,11 @@ class Explanation:
         return self.vacuous is None and self.best.verified
 
     @property
+    def ig_converged(self) -> bool:
+        """Whether the IG scores behind the neuron choice met the stopping rule (`smugir.attribution`)."""
+        return bool(self.attribution.get("converged", True))
+
+    @property
     def objective(self) -> float | None:
         return self.best.objective
 
@@ -149,26 +154,31 @@ class Explanation:
         values[inside] = per_unit[self.units.unit_of[inside]]
         return values.reshape(self.x.shape)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: what report.html shows (`smugir.exporters.html_report`)."""
+        from smugir.exporters.html_report import report_fragment
+
+        return report_fragment(self)
+
     def summary(self) -> str:
         """A few lines for the terminal: what was kept, whether it is proven minimal and verified."""
         kept = int(self.unit_mask.sum())
         bound = "" if self.bound is None else f", lower bound {self.bound:g}"
         if self.best.gap:
             bound += f", gap {100 * self.best.gap:.1f} %"
-        completeness = self.attribution.get("completeness_error")
-        completeness = "n/a" if completeness is None else f"{100 * completeness:.2f} %"
         lines = [
             f"model       {self.model} (label {self.label}, predicted {self.predicted})",
             f"method      {self.method}: {self.units.n_units} {self.units.kind} units ({self.units.description}), "
             f"top-k {self.settings['top_k']}, gamma {self.settings['gamma']}, baseline {self.settings['baseline']}, "
             f"formulation {self.settings.get('formulation', DEFAULT_FORMULATION)}",
-            f"attribution IG over {self.attribution.get('steps')} steps, completeness error {completeness}, {len(self.neurons)} neurons kept",
+            f"attribution {self.attribution['summary']}, {len(self.neurons)} neurons kept",
         ]
         if self.vacuous:
             lines.append(f"result      no explanation ({self.vacuous.status}): {self.vacuous.reason}")
         else:
+            caveat = "" if self.ig_converged else " (IG not converged: the kept neurons may not be the top-k)"
             lines.append(
-                f"result      {self.status}: {kept} of {self.units.n_units} units kept "
+                f"result      {self.status}{caveat}: {kept} of {self.units.n_units} units kept "
                 f"({100 * kept / max(self.units.n_units, 1):.1f} %){bound}; solver {self.solver}"
             )
             lines.extend(_verified_line(number, found) for number, found in enumerate(self.found, start=1))
@@ -195,6 +205,7 @@ class Explanation:
             "sparsity": kept / max(self.units.n_units, 1),
             "solver": self.solver,
             "verified": self.verified,
+            "ig_converged": self.ig_converged,
             "solutions": [] if self.vacuous else [f.to_json() for f in self.found],
             "baseline_check": self.best.to_json() if self.vacuous and self.vacuous.status == "baseline_suffices" else None,
             "neurons": self.neurons,
@@ -321,18 +332,20 @@ def prepare_units(
 
     Baseline-relative: only neurons the input moved above the baseline are ranked (and constrained);
     published: neurons with a positive activation on x."""
-    timings: dict[str, float] = {}
     check_options(top_k, gamma, method, rank, margin)
     check_formulation(formulation)
+    clock = time.perf_counter()
     layer = first_layer(model)
     x = check_input(x, model.input_shape)
     original = probabilities(model, model.run(x)[0])
     predicted = int(np.argmax(original))
     label = predicted if label is None else _check_label(label, original.size)
+    timings = {"classify": time.perf_counter() - clock}
 
-    clock = time.perf_counter()
     if attribution is None:
-        attribution = first_layer_attribution(model, layer, x, label, steps=ig_steps)
+        attribution = first_layer_attribution(model, layer, x, label, steps=ig_steps, deciding=top_k)
+        timings.update(gradient_graph=attribution.graph_seconds, ig=attribution.seconds)
+    clock = time.perf_counter()
     activations = layer.activations(x)
     masked_out = np.where(units.unit_of >= 0, np.asarray(base, dtype=np.float64).reshape(-1), np.asarray(x, dtype=np.float64).reshape(-1))
     eligible = eligible_neurons(layer, x, masked_out, formulation)
@@ -341,7 +354,7 @@ def prepare_units(
     else:  # by activation; baseline-relative: by how far the input moved it
         ranking = activations if formulation == "published" else activations - layer.activations(masked_out)
     neurons = select_top_k(ranking, eligible, top_k)
-    timings["attribution"] = time.perf_counter() - clock
+    timings["ranking"] = time.perf_counter() - clock
     clock = time.perf_counter()
     unit_saliency = base_saliency(layer, units, neurons, attribution.scores)
     timings["saliency"] = time.perf_counter() - clock

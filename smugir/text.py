@@ -151,6 +151,13 @@ class SentenceExplanation:
     def to_json(self) -> dict:
         return {"words": self.words, "kept": self.kept, "word_scores": self.scores, **self.explanation.to_json()}
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: what report.html shows, the kept words highlighted."""
+        from smugir.exporters.html_report import report_fragment
+        from smugir.exporters.text import sentence_marks
+
+        return report_fragment(self.explanation, sentence_marks(self))
+
 
 def prepare_sentence(
     model: Model | TextModel,

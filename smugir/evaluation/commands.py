@@ -14,9 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
 
-EVAL_FILES = ["records.jsonl", "records.csv", "summary.csv", "maps.png", "lsc.png"]
-TEXT_EVAL_FILES = ["records.csv", "summary.csv", "lsc.png"]
-SANITY_FILES = ["sanity.csv", "sanity.png"]
+EVAL_FILES = ["records.jsonl", "records.csv", "summary.csv", "maps.png", "lsc.png", "index.html"]
+TEXT_EVAL_FILES = ["records.csv", "summary.csv", "lsc.png", "index.html"]
+SANITY_FILES = ["sanity.csv", "sanity.png", "index.html"]
 EVAL_METHODS = "smug,smug_base,ig,gradcam,smoothgrad,xrai,optbox"
 SANITY_METHODS = "gradient,ig,smoothgrad,gradcam,smug,edges"
 SANITY_MODES = "cascading,independent,noise:0.1,noise:0.2,noise:0.3"
@@ -173,9 +173,10 @@ def _eval(args: argparse.Namespace) -> int:
         rows = summarize(report.records, seed=args.seed)
         skipped = f", {len(report.misclassified)} misclassified skipped" if report.misclassified else ""
         unfinished = f", {partial} with some methods missing left out" if partial else ""
-        print_table(summary_table(rows, f"{model.path.name}: {len(complete)} inputs{skipped}{unfinished} (LSC: lower is better)"))
+        title = f"{model.path.name}: {len(complete)} inputs{skipped}{unfinished} (LSC: lower is better)"
+        print_table(summary_table(rows, title))
         if args.out:
-            _write_eval(args, out, report, rows)
+            _write_eval(args, out, report, rows, title)
     return 1 if report.errors else 0
 
 
@@ -231,6 +232,7 @@ def _eval_text(args: argparse.Namespace) -> int:
     from smugir.datasets import read_dataset, select
     from smugir.errors import InputError
     from smugir.evaluation.comparison import summarize
+    from smugir.evaluation.gallery import write_text_index
     from smugir.evaluation.plots import lsc_boxplot
     from smugir.evaluation.report import print_table, summary_table, write_csv
     from smugir.evaluation.sentences import TEXT_METHODS, compare_sentences
@@ -247,21 +249,24 @@ def _eval_text(args: argparse.Namespace) -> int:
     items = select(read_dataset(args.dataset, model.input_shape, None), True, args.dataset, args.limit)
     smug = {"top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "formulation": args.formulation, "baseline": args.baseline, "ig_steps": args.ig_steps,
             "solver": args.solver, "timeout": args.timeout}
-    records, skipped = compare_sentences(model, Vocabulary.load(args.vocab), items, methods, smug, args.correct_only,
-                                         progress=lambda items: track(items, description="scoring", transient=True))
+    vocabulary, scores = Vocabulary.load(args.vocab), {}
+    records, skipped = compare_sentences(model, vocabulary, items, methods, smug, args.correct_only,
+                                         progress=lambda items: track(items, description="scoring", transient=True), kept_scores=scores)
     if not records:
         print(f"nothing scored: the model misclassifies all {len(skipped)} sentences" if skipped else "nothing scored")
         return 0
     rows = summarize(records, seed=args.seed)
     scored = len({r.sample for r in records})
     extra = f", {len(skipped)} misclassified skipped" if skipped else ""
-    print_table(summary_table(rows, f"{model.path.name}: {scored} sentences{extra} (LSC: lower is better; area = kept words)"))
+    title = f"{model.path.name}: {scored} sentences{extra} (LSC: lower is better; area = kept words)"
+    print_table(summary_table(rows, title))
     if args.out:
         with staged_folder(args.out, TEXT_EVAL_FILES, args.force) as folder:
             written = [
-                write_csv(folder / "records.csv", [r.to_json() for r in records]),
+                write_csv(folder / "records.csv", [r.to_row() for r in records]),
                 write_csv(folder / "summary.csv", [r.to_json() for r in rows]),
                 lsc_boxplot(records, folder / "lsc.png"),
+                write_text_index(folder, records, scores, title, args.seed),
             ]
         print(f"wrote {', '.join(str(Path(args.out) / p.name) for p in written)}")
     return 0
@@ -281,17 +286,19 @@ def _truth(spec: str, count: int):
     return masks[:count]
 
 
-def _write_eval(args: argparse.Namespace, out: Path, report, rows) -> None:
+def _write_eval(args: argparse.Namespace, out: Path, report, rows, title: str) -> None:
     """The derived files, rewritten from the records after every run (they are not the results)."""
+    from smugir.evaluation.gallery import write_index
     from smugir.evaluation.plots import lsc_boxplot, map_grid
     from smugir.evaluation.report import write_csv
     from smugir.evaluation.run import figure_comparison
 
     written = [
-        write_csv(out / "records.csv", [r.to_json() for r in report.records], force=True),
+        write_csv(out / "records.csv", [r.to_row() for r in report.records], force=True),
         write_csv(out / "summary.csv", [r.to_json() for r in rows], force=True),
         map_grid(figure_comparison(out, report), out / "maps.png", args.figure_inputs, force=True),
         lsc_boxplot(report.records, out / "lsc.png", force=True),
+        write_index(out, report.records, title, seed=args.seed),
     ]
     print(f"wrote {', '.join(str(p) for p in written)}")
 
@@ -319,14 +326,16 @@ def _sanity(args: argparse.Namespace) -> int:
     if not result.records:
         print("nothing measured")
         return 0
-    print_table(sanity_table(result.records, f"{model.path.name}: similarity of each map to the original one at the last step "
-                                              f"({len(samples.ids)} inputs; 1 = unchanged, a model-blind method stays at 1)"))
+    title = (f"{model.path.name}: similarity of each map to the original one at the last step "
+             f"({len(samples.ids)} inputs; 1 = unchanged, a model-blind method stays at 1)")
+    print_table(sanity_table(result.records, title))
     if args.out:
-        _write_sanity(args, result)
+        _write_sanity(args, result, title)
     return 0
 
 
-def _write_sanity(args: argparse.Namespace, result) -> None:
+def _write_sanity(args: argparse.Namespace, result, title: str) -> None:
+    from smugir.evaluation.gallery import write_sanity_index
     from smugir.evaluation.plots import randomisation_curves
     from smugir.evaluation.report import write_csv
     from smugir.exporters.files import staged_folder
@@ -335,5 +344,6 @@ def _write_sanity(args: argparse.Namespace, result) -> None:
         written = [
             write_csv(folder / "sanity.csv", [r.to_json() for r in result.records]),
             randomisation_curves(result.records, folder / "sanity.png"),
+            write_sanity_index(folder, result.records, title),
         ]
     print(f"wrote {', '.join(str(Path(args.out) / p.name) for p in written)}")

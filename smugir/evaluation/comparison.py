@@ -17,7 +17,7 @@ import numpy as np
 from smugir.errors import InputError
 from smugir.evaluation.baselines import GradientCache, Setting, check_methods, saliency_map, setting_for, unavailable
 from smugir.evaluation.classifier import ImageClassifier
-from smugir.evaluation.metrics import MAX_THRESHOLDS, mask_agreement, optbox, saliency_2d, saliency_metric, sparsity, win_rates
+from smugir.evaluation.metrics import MAX_THRESHOLDS, mask_agreement, optbox, saliency_2d, saliency_metric, sparsity, thinned, win_rates
 from smugir.model import Model
 
 OPTBOX = "optbox"
@@ -46,9 +46,16 @@ class Record:
     cpu_seconds: float | None = None  # CPU time of the map and its scoring (OptBox: the search): wall time on an idle core
     solve_status: str | None = None  # SMUG variants: the solver's status (optimal, feasible, ...) or why there is no explanation
     solve_gap: float | None = None  # SMUG variants: the relative gap left when the solve stopped
+    curve: tuple[tuple[float, float], ...] | None = None  # (area, LSC) of the boxes classified, thinned (`metrics.thinned`)
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def to_row(self) -> dict:
+        """A flat row for records.csv: everything but the curve."""
+        data = self.to_json()
+        del data["curve"]
+        return data
 
 
 @dataclass
@@ -58,6 +65,12 @@ class Comparison:
     images: dict[str, np.ndarray]  # sample -> (C, H, W) image
     skipped: list[str]  # samples the model misclassifies (with only_correct)
     unavailable: dict[str, str] = field(default_factory=dict)  # method -> why
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: what `smug eval`'s index.html shows (`smugir.evaluation.gallery`)."""
+        from smugir.evaluation.gallery import comparison_fragment
+
+        return comparison_fragment(self)
 
 
 def compare(
@@ -139,6 +152,7 @@ def score_method(model: Model, classify: ImageClassifier, x: np.ndarray, sample:
         *((agreement.auc, agreement.max_f1, agreement.min_mae) if agreement else (None, None, None)),
         metric_seconds=None if method == OPTBOX else time.perf_counter() - clock - seconds,
         cpu_seconds=time.process_time() - cpu,
+        curve=thinned(score.curve),
         **solve,
     )
     return record, flat

@@ -53,6 +53,15 @@ class LSC:
     box: Box | None  # None for text, whose "box" is the set of kept words
     threshold: float | None  # None when no map value is above 0 (the whole image is scored)
     evaluated: int  # crops classified
+    curve: tuple[tuple[float, float], ...] = ()  # (area, score) of every box classified, smallest first
+
+
+def thinned(curve: tuple[tuple[float, float], ...], count: int = 24) -> tuple[tuple[float, float], ...]:
+    """About `count` points of an LSC curve (its first and last kept), to 4 significant digits, finite only."""
+    points = [(a, s) for a, s in curve if np.isfinite(s)]
+    step = max(1, -(-len(points) // count))
+    chosen = points[::step] + ([points[-1]] if points and (len(points) - 1) % step else [])
+    return tuple((float(f"{a:.4g}"), float(f"{s:.4g}")) for a, s in chosen)
 
 
 def lsc_score(area: float, probability: float, floor: float = AREA_FLOOR) -> float:
@@ -142,7 +151,8 @@ def _best_box(classify: Classify, image_chw: np.ndarray, boxes: list[Box], label
         scores[chosen] = [lsc_score(areas[i], float(probabilities[i])) for i in chosen]
         evaluated += len(chosen)
     best = int(np.argmin(scores))
-    return LSC(float(scores[best]), float(areas[best]), float(probabilities[best]), boxes[best], thresholds_of[best], evaluated)
+    curve = tuple((float(areas[i]), float(scores[i])) for i in order[:evaluated])
+    return LSC(float(scores[best]), float(areas[best]), float(probabilities[best]), boxes[best], thresholds_of[best], evaluated, curve)
 
 
 def saliency_metric(classify: Classify, image_chw: np.ndarray, saliency: np.ndarray, label: int,
@@ -209,7 +219,8 @@ def text_saliency_metric(classify: Classify, ids: np.ndarray, word_scores: np.nd
     areas = [kept.sum() / words.sum() for kept, _ in candidates]
     scores = [lsc_score(a, float(p)) for a, p in zip(areas, probabilities)]
     best = int(np.argmin(scores))
-    return LSC(scores[best], float(areas[best]), float(probabilities[best]), None, candidates[best][1], len(candidates))
+    curve = tuple(sorted((float(a), float(v)) for a, v in zip(areas, scores)))
+    return LSC(scores[best], float(areas[best]), float(probabilities[best]), None, candidates[best][1], len(candidates), curve)
 
 
 def sparsity(saliency: np.ndarray) -> float:

@@ -20,7 +20,7 @@ import os
 import pickle
 import time
 import traceback
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +30,7 @@ import numpy as np
 from smugir.errors import InputError, SmugError
 from smugir.evaluation.baselines import GradientCache, Setting
 from smugir.evaluation.comparison import Comparison, Record, score_method
+from smugir.evaluation.gallery import GALLERY, input_thumbnail, map_thumbnail, picture_name
 from smugir.executor import run_tasks
 from smugir.exporters.files import write_atomically, write_text
 from smugir.exporters.results import ResultsFile, locked_folder
@@ -80,6 +81,7 @@ class Done:
     record: dict[str, Any]
     map: np.ndarray | None = None
     image: np.ndarray | None = None
+    thumbnails: dict[str, bytes] = field(default_factory=dict)  # gallery file name -> PNG (`gallery`)
 
 
 Finished = Callable[[Done], None]
@@ -146,8 +148,12 @@ def evaluate_photo(plan: Plan, photo: Photo, methods: tuple[str, ...], on_done: 
             done(Done(_error(photo, method, exc)))
             continue
         line = {"id": record_id(photo.id, method), "status": "done", "predicted": predicted, **_json_record(record)}
+        image = classify.to_image(x)
+        thumbnails = {picture_name(photo.id, method): map_thumbnail(flat, image, record.box)}
+        if method == methods[0]:
+            thumbnails[picture_name(photo.id)] = input_thumbnail(image)
         done(Done(line, flat.astype(np.float32) if photo.figure and flat is not None else None,
-                  classify.to_image(x).astype(np.float32) if photo.figure else None))
+                  image.astype(np.float32) if photo.figure else None, thumbnails))
     return results
 
 
@@ -177,6 +183,7 @@ def record_from_line(line: dict[str, Any]) -> Record:
     data = {k: v for k, v in line.items() if k in names}
     data["lsc"] = math.inf if data.get("lsc") is None else float(data["lsc"])
     data["box"] = None if data.get("box") is None else tuple(data["box"])
+    data["curve"] = None if data.get("curve") is None else tuple(tuple(point) for point in data["curve"])
     return Record(**data)
 
 
@@ -223,6 +230,7 @@ def run_evaluation(
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     (out / MAPS).mkdir(parents=True, exist_ok=True)
+    (out / GALLERY).mkdir(exist_ok=True)
     with locked_folder(out, "eval"):
         return _run_locked(plan, photos, methods, out, workers, scheduler, progress, identity, replace_other, compute)
 
@@ -262,6 +270,8 @@ def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out
             _save_array(out / MAPS / f"{sample}.npy", result.image)
         if result.map is not None:
             record["map_file"] = str(_save_array(out / MAPS / f"{sample}_{record['method']}.npy", result.map).relative_to(out))
+        for name, data in result.thumbnails.items():
+            write_atomically(out / name, lambda stream, data=data: stream.write(data), force=True)
         results.append(record)
         computed += record["status"] == "done"
         if record["status"] == "error":

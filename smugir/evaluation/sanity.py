@@ -48,6 +48,13 @@ class SanityResult:
     records: list[SanityRecord]
     unavailable: dict[str, str]  # method -> why
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: what `smug sanity`'s index.html shows, the curves embedded."""
+        from smugir.evaluation.gallery import sanity_fragment
+        from smugir.evaluation.plots import curves_png
+
+        return sanity_fragment(self.records, curves_png(self.records) if self.records else None)
+
 
 def sanity_check(
     model: Model,

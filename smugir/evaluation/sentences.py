@@ -18,7 +18,7 @@ from smugir.attribution import integrated_gradients, provider_for
 from smugir.datasets import Item
 from smugir.errors import InputError
 from smugir.evaluation.comparison import Record
-from smugir.evaluation.metrics import sparsity, text_saliency_metric
+from smugir.evaluation.metrics import sparsity, text_saliency_metric, thinned
 from smugir.explain import finish
 from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
 from smugir.model import Model, run_session
@@ -85,8 +85,10 @@ def compare_sentences(
     smug: Mapping[str, Any] | None = None,
     only_correct: bool = False,
     progress: Callable[[Iterable], Iterable] = lambda items: items,
+    kept_scores: dict[tuple[str, str], tuple[list[str], np.ndarray]] | None = None,
 ) -> tuple[list[Record], list[str]]:
-    """Records (the area is the kept fraction of the words, the box None) and the skipped ids."""
+    """Records (the area is the kept fraction of the words, the box None) and the skipped ids;
+    `kept_scores`, when given, receives each (sentence id, method)'s words and their scores (for the gallery)."""
     unknown = [m for m in methods if m not in TEXT_METHODS]
     if unknown:
         raise InputError(f"unknown text saliency method(s) {', '.join(unknown)}; accepted: {', '.join(TEXT_METHODS)}")
@@ -97,7 +99,7 @@ def compare_sentences(
     classify = SentenceClassifier(model)
     records, skipped = [], []
     for item in progress(items):
-        ids, _ = vocabulary.encode(str(item.x), text.length)
+        ids, tokens = vocabulary.encode(str(item.x), text.length)
         predicted = int(np.argmax(classify(ids[None])[0]))
         if only_correct and predicted != item.label:
             skipped.append(item.id)
@@ -110,5 +112,7 @@ def compare_sentences(
             score = text_saliency_metric(classify, ids, scores, label, vocabulary.pad_id)
             words = ids != vocabulary.pad_id
             records.append(Record(model.path.name, item.id, label, method, score.score, score.area, score.probability,
-                                  None, sparsity(scores[words]), seconds))
+                                  None, sparsity(scores[words]), seconds, curve=thinned(score.curve)))
+            if kept_scores is not None:
+                kept_scores[(item.id, method)] = (tokens, scores[words])
     return records, skipped

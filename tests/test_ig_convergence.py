@@ -1,0 +1,67 @@
+"""The adaptive IG stopping rule: scores, not completeness alone; a floor; caps that say so."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from smugir.attribution import ABSOLUTE_FLOOR, START_STEPS, integrated_gradients
+
+
+class Kinks:
+    """f(h) = scale * sum c_i relu(h_i - t_i): gradients jump at alpha = t_i, exact IG is known."""
+
+    name = "kinks"
+
+    def __init__(self, n: int = 400, scale: float = 1.0, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        # pairs of equal weight jumping a quarter into and three quarters into one of the first grid's
+        # intervals: each score is off by c/64 on that grid, the sum is exact (completeness met)
+        c, cell = rng.normal(size=n // 2), rng.integers(0, START_STEPS, n // 2)
+        self.c, self.t = np.r_[c, c], np.r_[cell + 0.25, cell + 0.75] / START_STEPS
+        self.scale = scale
+
+    def __call__(self, points, class_index):
+        p = np.asarray(points, dtype=np.float64).reshape(len(points), -1)
+        return self.scale * (np.maximum(p - self.t, 0) * self.c).sum(1), self.scale * (p > self.t) * self.c
+
+    def exact(self):
+        return self.scale * self.c * (1 - self.t)
+
+
+def test_completeness_met_early_still_refines_until_the_scores_hold():
+    provider = Kinks()
+    coarse = integrated_gradients(provider, np.ones(400), 0, steps=START_STEPS)
+    assert coarse.completeness_error < 0.01 and not coarse.converged  # fixed 16 steps: complete, scores off
+    result = integrated_gradients(provider, np.ones(400), 0, time_limit=None)
+    error = np.linalg.norm(result.scores - provider.exact()) / np.linalg.norm(provider.exact())
+    assert result.converged and result.stop == "converged" and result.steps > START_STEPS
+    assert error < 0.02, error
+
+
+def test_near_zero_change_stops_at_the_floor():
+    provider = Kinks(scale=1e-7)
+    result = integrated_gradients(provider, np.ones(400), 0, time_limit=None)
+    assert result.steps == START_STEPS and result.converged and result.stop == "floor"
+    assert abs(result.f_h - result.f_0) < ABSOLUTE_FLOOR
+    assert "absolute floor" in result.describe()
+
+
+def test_time_cap_is_reported_as_not_converged():
+    result = integrated_gradients(Kinks(), np.ones(400), 0, time_limit=0.0)
+    assert not result.converged and result.stop == "time cap" and result.steps == START_STEPS
+    assert result.describe().startswith("IG not converged (time cap")
+    assert result.to_json()["converged"] is False
+
+
+def test_explanation_says_when_ig_did_not_converge(monkeypatch):
+    from conftest import REAL_MODELS
+
+    import smugir.attribution as attribution
+    from smugir.explain import explain
+
+    monkeypatch.setattr(attribution, "TIME_LIMIT", 0.0)
+    monkeypatch.setattr(attribution.first_layer_attribution, "__defaults__", (None, "probability", "auto", None, 0.0))
+    path, samples = REAL_MODELS["mnist-net_256x2"]
+    result = explain(path, samples()[0], timeout=10)
+    assert not result.ig_converged and result.to_json()["ig_converged"] is False
+    assert "IG not converged" in result.summary()
