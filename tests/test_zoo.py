@@ -23,12 +23,6 @@ MANIFEST = json.loads((ZOO / "manifest.json").read_text())
 
 # exports `smug inspect` refuses today, with what stops them
 NOT_READ: dict[str, str] = {
-    "googlenet_tf_ts13.onnx": "input read by 3 per-channel Gather branches (transform_input) (issue 20 item 2)",
-    "googlenet_tf_ts17dyn.onnx": "input read by 3 per-channel Gather branches (transform_input) (issue 20 item 2)",
-    "googlenet_tf_dynamo.onnx": "input read by 3 per-channel Gather branches (transform_input) (issue 20 item 2)",
-    "inception_v3_tf_ts13.onnx": "input read by 3 per-channel Gather branches (transform_input) (issue 20 item 2)",
-    "inception_v3_tf_ts17dyn.onnx": "input read by 3 per-channel Gather branches (transform_input) (issue 20 item 2)",
-    "inception_v3_tf_dynamo.onnx": "input read by 3 per-channel Gather branches (transform_input) (issue 20 item 2)",
     "sklearn_mlp_digits.onnx": "2 outputs, label and ZipMap probabilities (issue 20 item 2)",
 }
 
