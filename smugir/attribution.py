@@ -324,27 +324,31 @@ def forget_providers(model) -> None:
 
 _RECENT_IG: OrderedDict[tuple, IGResult] = OrderedDict()
 RECENT_IG = 2  # first-layer IG results kept: SMUG, SMUG_base and their variants on one input share one
+SHARED_DECIDING = 32  # the score rule checks at least explain's default top-k, so smaller top-k and the default share one IG
 
 
 def first_layer_attribution(model, layer, x: np.ndarray, label: int, steps: int | None = None, target: str = "probability",
                             provider: str = "auto", deciding: int | None = None, time_limit: float | None = TIME_LIMIT) -> IGResult:
     """IG scores of every first-layer neuron for `label` at input x (baseline: all activations 0);
-    `deciding` and `time_limit` as in `integrated_gradients`.
+    `deciding` and `time_limit` as in `integrated_gradients` (`deciding` is raised to SHARED_DECIDING).
 
     The last few results are kept (keyed by model hash, input bytes and every option), so methods
-    that explain the same input with the same ranking pay for IG once."""
+    that explain the same input with the same ranking pay for IG once; a result checked on more
+    deciding neurons (or on all, None) serves a request for fewer."""
     x = np.asarray(x)
+    deciding = None if deciding is None else max(int(deciding), SHARED_DECIDING)
     key = (model.sha256, layer.post_name, hashlib.sha256(x.tobytes()).hexdigest(), x.dtype.str, x.shape, int(label), steps, target,
-           provider, deciding, time_limit)
-    if key in _RECENT_IG:
-        _RECENT_IG.move_to_end(key)
-        return _RECENT_IG[key]
+           provider, time_limit)
+    for (stored_key, stored_deciding), stored in _RECENT_IG.items():
+        if stored_key == key and (stored_deciding is None or (deciding is not None and stored_deciding >= deciding)):
+            _RECENT_IG.move_to_end((stored_key, stored_deciding))
+            return stored
     clock = time.perf_counter()
     gradient = provider_for(model, layer.post_name, target, provider)
     building = time.perf_counter() - clock
     h = layer.activations(x).reshape(layer.output_shape[1:])
     result = integrated_gradients(gradient, h, label, steps, target=target, deciding=deciding, time_limit=time_limit)
-    result = _RECENT_IG[key] = replace(result, graph_seconds=building)
+    result = _RECENT_IG[key, deciding] = replace(result, graph_seconds=building)
     while len(_RECENT_IG) > RECENT_IG:
         _RECENT_IG.popitem(last=False)
     return result
