@@ -21,15 +21,16 @@ from google.protobuf.message import DecodeError
 
 from smugir.budget import elements, require
 from smugir.convolution import check_model_convolutions
-from smugir.errors import ModelFileError, NotAClassifierError, UnsupportedModelError
+from smugir.errors import ModelFileError, NotAClassifierError, UnsafeModelError, UnsupportedModelError
 from smugir.folding import FoldingReport, fold_constants
-from smugir.modelfile import check_tensor_sizes, load_external_data_safely, model_sha256, read_model_file
+from smugir.modelfile import (PARSE_FACTOR, check_tensor_sizes, is_external, load_external_data_safely, model_sha256,
+                              read_model_file, stored_tensors)
 from smugir.sessions import (REORDERING_TOLERANCE, batched_session, equal_to_rounding, make_session, run_session,
                              set_session_threads, with_dynamic_batch)
 from smugir.submodels import expose_outputs, suffix_model, with_batch_of_one
 
 __all__ = [
-    "Model", "TensorInfo", "load_model", "model_from_proto", "resolve_batch_shape", "check_classifier_output", "check_scores",
+    "Model", "TensorInfo", "load_model", "load_model_bytes", "model_from_proto", "resolve_batch_shape", "check_classifier_output", "check_scores",
     "make_session", "run_session", "set_session_threads", "batched_session", "equal_to_rounding", "REORDERING_TOLERANCE",
     "with_dynamic_batch", "expose_outputs", "suffix_model", "with_batch_of_one", "model_sha256",
 ]
@@ -137,7 +138,17 @@ def load_model(path: str | os.PathLike) -> Model:
     proto, so the checker and onnxruntime get bytes without a single file reference to resolve.
     """
     path = Path(path)
-    raw = read_model_file(path)
+    return _model_from_bytes(read_model_file(path), path, external=True)
+
+
+def load_model_bytes(raw: bytes, name: str) -> Model:
+    """`load_model` for a model serialized in memory (`smugir.torch`); `name` stands for its path in
+    messages and reports. There is no folder, so a tensor with external data is refused."""
+    require(f"parsing the in-memory model {name!r}", PARSE_FACTOR * len(raw))
+    return _model_from_bytes(raw, Path(name), external=False)
+
+
+def _model_from_bytes(raw: bytes, path: Path, external: bool) -> Model:
     try:
         proto = onnx.load_model_from_string(raw)
     except (DecodeError, RuntimeError, ValueError) as exc:
@@ -145,7 +156,9 @@ def load_model(path: str | os.PathLike) -> Model:
     if not proto.graph.node:
         raise ModelFileError(f"{str(path)!r} is not an ONNX model (its graph has no nodes)")
     try:
-        ranges = load_external_data_safely(proto, path)
+        if not external and any(is_external(t) for t, _ in stored_tensors(proto)):
+            raise UnsafeModelError(f"{str(path)!r} refers to external data files; an in-memory model must hold all its tensors")
+        ranges = load_external_data_safely(proto, path) if external else {}
         check_tensor_sizes(proto, path)
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)

@@ -44,7 +44,7 @@ def read_model_file(path: Path) -> bytes:
             raise ModelFileError(f"cannot read model file {str(path)!r}: {exc.strerror}") from None
 
 
-def _stored_tensors(message, where: str = "") -> Iterator[tuple[onnx.TensorProto, str]]:
+def stored_tensors(message, where: str = "") -> Iterator[tuple[onnx.TensorProto, str]]:
     """Every TensorProto inside `message`, found by walking all its protobuf fields (initializers,
     sparse initializers' values and indices, attributes, Constants, subgraphs, local functions,
     training info: whatever field holds one), with where it sits, for error messages."""
@@ -64,10 +64,10 @@ def _stored_tensors(message, where: str = "") -> Iterator[tuple[onnx.TensorProto
         if descriptor.message_type.GetOptions().map_entry:
             continue
         for child in children:
-            yield from _stored_tensors(child, where)
+            yield from stored_tensors(child, where)
 
 
-def _is_external(tensor: onnx.TensorProto) -> bool:
+def is_external(tensor: onnx.TensorProto) -> bool:
     return tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data) > 0
 
 
@@ -87,7 +87,7 @@ def load_external_data_safely(proto: onnx.ModelProto, path: Path) -> dict[tuple[
     Returns the ranges read, for `model_sha256`.
     """
     folder = path.resolve().parent
-    external = [(t, where) for t, where in _stored_tensors(proto) if _is_external(t)]
+    external = [(t, where) for t, where in stored_tensors(proto) if is_external(t)]
     plans = []
     for tensor, where in external:
         label = f"tensor {tensor.name!r} ({where}of {str(path)!r})" if where else f"tensor {tensor.name!r} of {str(path)!r}"
@@ -176,7 +176,7 @@ _KNOWN_TYPES = set(onnx.helper.get_all_tensor_dtypes())
 
 def check_tensor_sizes(proto: onnx.ModelProto, path: Path) -> None:
     """Raw data of exactly the declared size: a hostile shape must not reach numpy's reshape."""
-    for tensor, where in _stored_tensors(proto):
+    for tensor, where in stored_tensors(proto):
         if tensor.data_type not in _KNOWN_TYPES:  # the checker lets unknown types through
             raise ModelFileError(f"tensor {tensor.name!r} ({where}of {str(path)!r}) has the unknown data type {tensor.data_type}")
         if tensor.HasField("raw_data"):
