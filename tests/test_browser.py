@@ -84,13 +84,12 @@ def test_a_thousand_input_gallery_is_fast_and_loads_one_page_of_pictures(context
     opened = time.perf_counter() - start
     page = seen.page
     ready = page.evaluate("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")  # ms, the gallery rendered
-    assert ready < 3000 and opened < 10, (ready, opened)  # measured 0.2 s to ready, on 2 busy cores
+    assert ready < 3000 and opened < 10, (ready, opened)  # measured 0.45-1.0 s to ready, on 2 cores at load 20
     pictures = 1 + len(galleries.METHODS)
     assert page.evaluate("document.images.length") == PAGE_SIZE * pictures
     assert len([url for url in seen.requests if "/gallery/" in url]) <= PAGE_SIZE * pictures  # the other 988 inputs' not fetched
-    start = time.perf_counter()
-    page.click(".next")
-    assert page.inner_text(".page-status") == "1000 inputs, page 2 of 84" and time.perf_counter() - start < 2
+    rendering = page.evaluate("(() => { const t = performance.now(); document.querySelector('.next').click(); return performance.now() - t; })()")
+    assert page.inner_text(".page-status") == "1000 inputs, page 2 of 84" and rendering < 500, rendering  # ms; measured 5-30
 
 
 def test_sorting_filters_and_paging_work_in_the_browser(context, thousand):
@@ -129,7 +128,8 @@ def test_sorting_filters_and_paging_work_in_the_browser(context, thousand):
     titles = page.evaluate(CARD_TITLES)
     assert [t.split(" - ")[0] for t in titles] == expected[:PAGE_SIZE] and all(display_name("ig") in t.split("best: ")[1] for t in titles)
     assert page.inner_text(".page-status").startswith(f"{len(expected)} inputs, page 1 of ")
-    page.select_option(".by-label", "")
+    page.click(".next")
+    page.select_option(".by-label", "")  # back to the first page
     everywhere = [s for s in won if "ig" in won[s]]
     assert page.inner_text(".page-status").startswith(f"{len(everywhere)} inputs, page 1 of ")
     assert len(everywhere) == pytest.approx(1000 / 3, rel=0.2)  # three map methods, one winner each
