@@ -10,9 +10,11 @@ import pytest
 from smugir.errors import InputError, SolverError
 from smugir.problem import MaskProblem
 from smugir.solve import solve
+from smugir.solvers import registry
 from smugir.testing import check_backend, check_backend_answer, exhaustive_minimum, mask_problems, masking_problems, network_problems
 
-BACKENDS = ["highs", "cpsat", "portfolio", "z3", "pysmt:z3", "z3-optimize"]
+BACKENDS = [*registry.BACKENDS, "pysmt:z3"]  # every backend smugir has: a new one is checked here by its registry line
+NETWORK_BACKENDS = [name for name in BACKENDS if name not in registry.FIRST_LAYER_ONLY]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -46,9 +48,13 @@ def test_several_solutions_are_distinct_and_ordered():
         check_backend_answer(problem, found)  # distinct, feasible, each minimal among the rest
 
 
-@pytest.mark.parametrize("backend", ["highs", "z3"])
+@pytest.mark.parametrize("backend", NETWORK_BACKENDS)
 def test_whole_network_backends_match_brute_force(backend):
-    check_backend(lambda problem, timeout: solve(problem, backend, timeout=timeout), network_problems(), max_examples=25, proven=True)
+    """z3's Optimize stalls on some of these (a 3-unit problem z3's cardinality search proves in
+    0.7 s runs into a 10 s limit): it is checked for sound answers within a short budget, unproven."""
+    proven = backend != "z3-optimize"
+    check_backend(lambda problem, timeout: solve(problem, backend, timeout=timeout), network_problems(),
+                  max_examples=25 if proven else 8, timeout=10.0 if proven else 1.0, proven=proven)
 
 
 def test_timeout_keeps_the_incumbent_and_returns_promptly():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 
 from smugir.problem import MaskProblem
 from smugir.solve import Solution
@@ -113,8 +113,9 @@ def test_a_backend_over_its_budget_is_caught():
         time.sleep(timeout + 0.3)
         return _solution("unknown", None)
 
+    once = settings(max_examples=1, phases=[Phase.generate], database=None, deadline=None)  # no shrinking of a sleeper
     with pytest.raises(KitFailure, match="ignored its time budget"):
-        check_backend(slow, mask_problems(max_units=3), timeout=0.1, grace=0.1, max_examples=1)
+        check_backend(slow, mask_problems(max_units=3), timeout=0.1, grace=0.1, settings=once)
 
 
 @settings(max_examples=15, deadline=None)
