@@ -55,9 +55,10 @@ def _explain(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.output)
     if is_text_model(model):
         return _explain_text(args, model)
-    from smugir.live import live_line
+    from smugir.live import describe_ig, live_line
 
-    setup = _image_setup(args, model)
+    with live_line("Integrated Gradients", render=describe_ig) as on_ig_progress:
+        setup = _image_setup(args, model, on_ig_progress=on_ig_progress)
     setup.timings = {"imports": clock - STARTED, **setup.timings, "load": time.perf_counter() - clock - sum(setup.timings.values())}
     with live_line() as on_progress:
         result = finish(setup, args.solver, args.timeout, args.solutions, on_progress)
@@ -72,7 +73,7 @@ def _explain(args: argparse.Namespace) -> int:
     return _exit_code(result)
 
 
-def _image_setup(args: argparse.Namespace, model, x=None, label=None):
+def _image_setup(args: argparse.Namespace, model, x=None, label=None, on_ig_progress=None):
     """The masking problem of one image input: INPUT from the command line, or `x` from a dataset."""
     from smugir.explain import prepare
     from smugir.inputs import load_input, load_segments
@@ -87,6 +88,7 @@ def _image_setup(args: argparse.Namespace, model, x=None, label=None):
         model, x, label=label, top_k=args.top_k, gamma=args.gamma, window=args.window, segments=segments,
         baseline=args.baseline, method=args.method, ig_steps=args.ig_steps, layout=args.layout,
         image_shape=args.image_shape, margin=args.margin, rank=args.rank, formulation=args.formulation,
+        on_ig_progress=on_ig_progress,
     )
 
 
