@@ -365,7 +365,8 @@ def _print_batch_report(report, out: str) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
-    console.print(f"{report.inputs} inputs: {report.skipped} done by an earlier run, {report.processed} explained now "
+    again = f" (of them {report.recomputed} recorded with other content, an unknown status or a damaged line)" if report.recomputed else ""
+    console.print(f"{report.inputs} inputs: {report.skipped} done by an earlier run, {report.processed} explained now{again} "
                   f"in {report.seconds:.1f} s ({report.throughput:.2f} inputs/s)")
     table = Table()
     table.add_column("status")
@@ -447,6 +448,10 @@ def _check_options(args: argparse.Namespace) -> None:
     for option, value in vars(args).items():
         if option != "max_memory" and isinstance(value, int) and not isinstance(value, bool) and not -MAX_INTEGER <= value <= MAX_INTEGER:
             raise InputError(f"--{option.replace('_', '-')} {value} is out of range (at most {MAX_INTEGER})")
+    if getattr(args, "out", None) == "":
+        raise InputError("--out '' names no path; give a folder or file name (or leave --out out)")
+    if (getattr(args, "seed", None) or 0) < 0:
+        raise InputError(f"--seed must be a whole number >= 0 (numpy's seeds are), got {args.seed}")
     for option in ("scale", "mean", "std"):
         values = getattr(args, option, None)
         if values is not None and not all(math.isfinite(v) for v in (values if isinstance(values, tuple) else (values,))):
