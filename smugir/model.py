@@ -20,21 +20,21 @@ import onnx.shape_inference
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
-from smugir.budget import elements, require
+from smugir.budget import require
 from smugir.convolution import check_model_convolutions
 from smugir.errors import ModelFileError, NotAClassifierError, UnsafeModelError, UnsupportedModelError
 from smugir.folding import FoldingReport, fold_constants
 from smugir.outputs import choose_output
 from smugir.modelfile import (PARSE_FACTOR, check_tensor_sizes, is_external, load_external_data_safely, model_sha256,
                               read_model_file, stored_tensors)
-from smugir.sessions import (REORDERING_TOLERANCE, batched_session, equal_to_rounding, make_session, run_session,
+from smugir.sessions import (REORDERING_TOLERANCE, batched_session, declared_bytes, equal_to_rounding, make_session, run_session,
                              set_session_threads, with_dynamic_batch)
 from smugir.submodels import expose_outputs, suffix_model, with_batch_of_one
 
 __all__ = [
     "Model", "TensorInfo", "load_model", "load_model_bytes", "model_from_proto", "resolve_batch_shape", "check_classifier_output", "check_scores",
     "make_session", "run_session", "set_session_threads", "batched_session", "equal_to_rounding", "REORDERING_TOLERANCE",
-    "with_dynamic_batch", "expose_outputs", "suffix_model", "with_batch_of_one", "model_sha256",
+    "with_dynamic_batch", "expose_outputs", "suffix_model", "with_batch_of_one", "model_sha256", "declared_bytes",
 ]
 
 
@@ -100,14 +100,7 @@ class Model:
     @cached_property
     def run_bytes(self) -> int:
         """An upper bound on one run's memory: every tensor the graph declares, at batch 1."""
-        graph = self.proto.graph
-        total = 0
-        for value in [*graph.input, *graph.value_info, *graph.output]:
-            tensor_type = value.type.tensor_type
-            dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor_type.shape.dim]
-            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).itemsize if tensor_type.elem_type else 4
-            total += elements(dims) * itemsize
-        return total
+        return declared_bytes(self.proto)
 
     def run(self, x: np.ndarray, extra_outputs: tuple[str, ...] = ()) -> list[np.ndarray]:
         """Run one sample of shape `input_shape`; returns [output, *extra_outputs]."""

@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 
 from smugir.affine import apply_roundings
+from smugir.budget import elements, require
 from smugir.errors import UnsupportedModelError
 
 from smugir.folding import SHAPE_OPS, fold_constants
@@ -52,6 +53,7 @@ def first_layer(model: Model) -> FirstLayer:
     return _read_linear(model, graph, reached)
 
 
+NEURON_BYTES = 64  # per first-layer neuron while it is read: its order, channel and float64 values on x and the baseline
 ROUNDING_PROBES = 3
 ROUNDING_TOLERANCE = 1e-6  # of the largest |z|: float16's rounding moves values by up to 4.9e-4 of themselves
 
@@ -80,6 +82,7 @@ def _read_linear(model: Model, graph: ReaderGraph, reached: Reached) -> FirstLay
     if node.op_type == "Conv":
         weight, bias, geometry, affine = conv_params(node, graph, affine)
         grid = geometry.pop("output_shape")
+        require(f"the first layer's {elements(grid)} neurons (Conv {node_label(node)!r}, output {list(grid)})", NEURON_BYTES * elements(grid))
         channel_of = np.repeat(np.arange(grid[1]), int(np.prod(grid[2:])))
     else:
         weight, bias = dense_params(node, graph, reached.tensor, affine)
