@@ -25,6 +25,7 @@ from smugir.testing import (
     mask_problems,
     network_problems,
     problem_code,
+    solved,
     tie_problems,
 )
 
@@ -42,9 +43,9 @@ def _loop_feasible(problem, mask) -> bool:
 
 
 @settings(max_examples=60, deadline=None)
-@given(problem=mask_problems(max_units=7) | tie_problems(max_units=7) | network_problems())
-def test_brute_force_equals_a_plain_loop(problem):
-    truth = brute_force(problem)
+@given(drawn=solved(mask_problems(max_units=7) | tie_problems(max_units=7) | network_problems()))
+def test_brute_force_equals_a_plain_loop(drawn):
+    problem, truth = drawn.problem, drawn.truth
     for code in range(2**problem.n_units):
         mask = np.array([(code >> u) & 1 for u in range(problem.n_units)], dtype=bool)  # bit u keeps unit u
         assert truth.masks[code].tolist() == mask.tolist()

@@ -26,7 +26,9 @@ from smugir.testing.problems import (
     first_layer_problems,
     mask_problems,
     masking_problems,
+    Solved,
     network_problems,
+    solved,
     tie_problems,
 )
 from smugir.testing.report import KitFailure, problem_code
@@ -36,5 +38,5 @@ __all__ = [
     "any_problems", "brute_force", "check_backend", "check_backend_answer", "check_encoded", "check_encoder", "conv_models",
     "dense_models", "encoder_problems", "exactly_satisfied", "exhaustive_minimum", "exporter_models", "feasible_masks", "first_layer_models",
     "first_layer_problems", "loaded_with_units", "mask_problems", "masking_problems", "network_problems", "problem_code",
-    "random_weights", "tie_problems",
+    "random_weights", "Solved", "solved", "tie_problems",
 ]

@@ -6,7 +6,8 @@
 - `network_problems()`: whole-network problems of a small ReLU MLP;
 - `first_layer_problems()`: what smugir makes of a random ONNX model (smugir.testing.models), an
   input, a baseline and mask windows, with the model kept so a mask can be checked on onnxruntime.
-`masking_problems()` draws from the first-layer kinds, `any_problems()` from all of them.
+`masking_problems()` draws from the first-layer kinds, `any_problems()` from all of them;
+`solved(strategy)` adds the brute-force truth to each problem.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from smugir.problem import MaskProblem, NetworkMaskProblem
+from smugir.testing.brute_force import BruteForce, brute_force
 from smugir.testing.graphs import Built
 from smugir.testing.models import first_layer_models
 
@@ -145,3 +147,16 @@ def masking_problems(max_units: int = MAX_UNITS) -> st.SearchStrategy[MaskProble
 
 def any_problems(max_units: int = MAX_UNITS) -> st.SearchStrategy[MaskProblem | NetworkMaskProblem]:
     return st.one_of(masking_problems(max_units), network_problems())
+
+
+@dataclass(frozen=True)
+class Solved:
+    """A drawn problem and its brute-force truth (`truth.optimum`, `truth.optimal_masks`, ...)."""
+
+    problem: MaskProblem | NetworkMaskProblem
+    truth: BruteForce
+
+
+def solved(problems: st.SearchStrategy[MaskProblem | NetworkMaskProblem] | None = None) -> st.SearchStrategy[Solved]:
+    """`problems` (default `masking_problems()`) with the brute-force optimum computed."""
+    return (problems if problems is not None else masking_problems()).map(lambda p: Solved(p, brute_force(p)))
