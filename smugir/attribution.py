@@ -29,7 +29,7 @@ import numpy as np
 from smugir.budget import require
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.gradients import FiniteDifferences, GradientGraph, GradientProvider, fallback_reason
-from smugir.model import suffix_model, with_batch_of_one
+from smugir.model import declared_bytes, suffix_model, with_batch_of_one
 
 START_STEPS = 16  # uniform intervals before any refinement
 REFINE = 8  # new points per round: one batch of gradient evaluations
@@ -42,6 +42,8 @@ TOLERANCE = 0.01  # completeness: |sum IG - (f(h) - f(0))| relative to |f(h) - f
 SCORE_TOLERANCE = 0.02
 ABSOLUTE_FLOOR = 1e-4  # in the target's units (probability or logit): errors below this are not chased
 TIME_LIMIT = 30.0  # seconds of gradient evaluations for the adaptive rule by default
+GRAPH_COPIES = 3  # a gradient graph holds each forward tensor, its gradient and onnxruntime's scratch
+GRAPH_PROBE_POINTS = 2  # the gradient session is checked batched on two points
 BYTES_PER_POINT_VALUE = 40  # per IG point and first-layer value: float64 points and gradients, float32 copies
 
 
@@ -339,6 +341,8 @@ def provider_for(model, tensor: str, target: str = "probability", kind: str = "a
     key = (model.sha256, tensor, target, kind)
     if key not in _PROVIDERS:
         sub = with_batch_of_one(model.proto if tensor == model.input_name else suffix_model(model.proto, tensor))
+        require(f"the gradient graph from {tensor!r} (its forward and backward tensors at the {GRAPH_PROBE_POINTS} probe points)",
+                GRAPH_COPIES * GRAPH_PROBE_POINTS * declared_bytes(sub))
         if kind == "finite-differences":
             _PROVIDERS[key] = FiniteDifferences(sub, target)
         else:
@@ -396,6 +400,8 @@ def first_layer_attribution(model, layer, x: np.ndarray, label: int, steps: int 
             _RECENT_IG.move_to_end((stored_key, stored_deciding))
             return stored
     clock = time.perf_counter()
+    first_points = (steps if steps is not None else START_STEPS) + 1  # checked before the gradient graph is built
+    require(f"Integrated Gradients at {first_points} points of {layer.n_neurons} values", BYTES_PER_POINT_VALUE * first_points * layer.n_neurons)
     gradient = provider_for(model, layer.post_name, target, provider)
     building = time.perf_counter() - clock
     h = layer.activations(x).reshape(layer.output_shape[1:])
