@@ -37,7 +37,7 @@ from smugir.options import add_problem_options
 def _inspect(args: argparse.Namespace) -> int:
     from smugir.inspection import format_summary, inspect_model
 
-    summary = inspect_model(args.model)
+    summary = inspect_model(args.model, args.output)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -52,12 +52,13 @@ def _explain(args: argparse.Namespace) -> int:
     if args.out:
         check_folder(args.out, list(FILES), args.force)  # fail before the work, not after it
     clock = time.perf_counter()
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     if is_text_model(model):
         return _explain_text(args, model)
-    from smugir.live import live_line
+    from smugir.live import describe_ig, live_line
 
-    setup = _image_setup(args, model)
+    with live_line("Integrated Gradients", render=describe_ig) as on_ig_progress:
+        setup = _image_setup(args, model, on_ig_progress=on_ig_progress)
     setup.timings = {"imports": clock - STARTED, **setup.timings, "load": time.perf_counter() - clock - sum(setup.timings.values())}
     with live_line() as on_progress:
         result = finish(setup, args.solver, args.timeout, args.solutions, on_progress)
@@ -72,7 +73,7 @@ def _explain(args: argparse.Namespace) -> int:
     return _exit_code(result)
 
 
-def _image_setup(args: argparse.Namespace, model, x=None, label=None):
+def _image_setup(args: argparse.Namespace, model, x=None, label=None, on_ig_progress=None):
     """The masking problem of one image input: INPUT from the command line, or `x` from a dataset."""
     from smugir.explain import prepare
     from smugir.inputs import load_input, load_segments
@@ -87,6 +88,7 @@ def _image_setup(args: argparse.Namespace, model, x=None, label=None):
         model, x, label=label, top_k=args.top_k, gamma=args.gamma, window=args.window, segments=segments,
         baseline=args.baseline, method=args.method, ig_steps=args.ig_steps, layout=args.layout,
         image_shape=args.image_shape, margin=args.margin, rank=args.rank, formulation=args.formulation,
+        on_ig_progress=on_ig_progress,
     )
 
 
@@ -162,7 +164,7 @@ def _export(args: argparse.Namespace) -> int:
     from smugir.exporters.provenance import input_name, source_fields
 
     check_target(args.out, args.force)
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     name, problem, vacuous, x = _problem(args, model)
     if vacuous:
         raise NoExplanationError(f"nothing written: {vacuous.status}: {vacuous.reason}")
@@ -192,7 +194,7 @@ def _export_benchmarks(args: argparse.Namespace) -> int:
     bounds = parse_bounds(args.bounds)
     formats = tuple(part.strip() for part in args.formats.split(",") if part.strip())
     check_folder(args.out, ["instances.csv", "README.md"], args.force)
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     items = _dataset_items(args, model)
     dataset = input_name(args.dataset)
 
@@ -311,10 +313,10 @@ def _batch(args: argparse.Namespace) -> int:
         top_k=args.top_k, gamma=args.gamma, window=args.window, segments=args.segments, baseline=args.baseline,
         method=args.method, ig_steps=args.ig_steps, layout=args.layout, image_shape=args.image_shape,
         margin=args.margin, rank=args.rank, formulation=args.formulation, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
-        input_timeout=args.input_timeout,
+        input_timeout=args.input_timeout, output=args.output,
     )
     check_options(options)  # before any input is read
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     items = _dataset_items(args, model)
     source = {"dataset": os.path.abspath(args.dataset), "scale": args.scale, "mean": list(args.mean), "std": list(args.std)}
     with _progress_bar() as (start, on_result):
@@ -363,7 +365,8 @@ def _print_batch_report(report, out: str) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
-    console.print(f"{report.inputs} inputs: {report.skipped} done by an earlier run, {report.processed} explained now "
+    again = f" (of them {report.recomputed} recorded with other content, an unknown status or a damaged line)" if report.recomputed else ""
+    console.print(f"{report.inputs} inputs: {report.skipped} done by an earlier run, {report.processed} explained now{again} "
                   f"in {report.seconds:.1f} s ({report.throughput:.2f} inputs/s)")
     table = Table()
     table.add_column("status")
@@ -445,6 +448,10 @@ def _check_options(args: argparse.Namespace) -> None:
     for option, value in vars(args).items():
         if option != "max_memory" and isinstance(value, int) and not isinstance(value, bool) and not -MAX_INTEGER <= value <= MAX_INTEGER:
             raise InputError(f"--{option.replace('_', '-')} {value} is out of range (at most {MAX_INTEGER})")
+    if getattr(args, "out", None) == "":
+        raise InputError("--out '' names no path; give a folder or file name (or leave --out out)")
+    if (getattr(args, "seed", None) or 0) < 0:
+        raise InputError(f"--seed must be a whole number >= 0 (numpy's seeds are), got {args.seed}")
     for option in ("scale", "mean", "std"):
         values = getattr(args, option, None)
         if values is not None and not all(math.isfinite(v) for v in (values if isinstance(values, tuple) else (values,))):
@@ -489,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation(commands)
     _add_check_solver(commands)
     for command in commands.choices.values():
+        if any(action.dest == "model" for action in command._actions):
+            command.add_argument("--output", metavar="NAME", help="the output that holds the class scores, for a model "
+                                 "with several (default: the one float (C,) or (N, C) output; a ZipMap stands for its float input)")
         command.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
                              help="refuse steps that would need more memory than this, e.g. 8G or 500M "
                              "(default: half of the memory available)")

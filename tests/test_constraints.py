@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from builders import first_layer_models, loaded_with_units
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,7 @@ from smugir.constraints import FORMULATIONS, base_saliency, eligible_neurons, re
 from smugir.errors import InputError
 from smugir.firstlayer import first_layer
 from smugir.model import load_model
+from smugir.testing import first_layer_models, loaded_with_units
 from smugir.units import input_layout, pixel_units, window_units
 
 
