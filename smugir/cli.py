@@ -241,9 +241,7 @@ def _roundings(text: str) -> tuple[str, ...]:
 
 def _add_export(commands) -> None:
     from smugir.solver_options import add_solver_options
-    from smugir.exporters.instance_files import FORMATS
-    from smugir.exporters.smtlib import OBJECTIVES
-    from smugir.instance_status import LOGICS
+    from smugir.exporters.choices import FORMATS, LOGICS, OBJECTIVES
 
     export = commands.add_parser(
         "export",

@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
 from smugir.errors import InputError, MissingDependencyError
+from smugir.isolation import safe_spawning
 
 Task = tuple  # the positional arguments of one call
 Finished = Callable[[Any], None]
@@ -44,9 +45,10 @@ def run_pool(workers: int, function: Callable[..., Any], tasks: Sequence[Task], 
     those tasks only: each is retried alone in a fresh one-worker pool, where a second death names
     the task that kills workers (`lost`); every other task is finished normally.
     """
-    for task in _pool_pass(workers, function, list(tasks), finished):
-        if _pool_pass(1, function, [task], finished):
-            lost(task, "the worker process explaining this input died (killed, out of memory?); rerun to retry")
+    with safe_spawning():  # no worker imports a pickle.py of the current directory
+        for task in _pool_pass(workers, function, list(tasks), finished):
+            if _pool_pass(1, function, [task], finished):
+                lost(task, "the worker process explaining this input died (killed, out of memory?); rerun to retry")
 
 
 def _pool_pass(workers: int, function: Callable[..., Any], tasks: list[Task], finished: Finished) -> list[Task]:

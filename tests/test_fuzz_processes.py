@@ -1,0 +1,94 @@
+"""Fuzzing what smugir starts and talks to: child interpreters, z3's library, Dask schedulers, signals.
+
+A current directory full of code (pickle.py, numpy.py, ... and a fake libz3.so whose constructor
+writes a marker) must never run, in any command or any child process; a child that writes a lot of
+stderr must not block; an address that is not a Dask scheduler is one line, in bounded time;
+SIGTERM is one line, exit 143, nothing half-written. Every run is a `smug` process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import hostile
+import pytest
+from conftest import DATA
+
+MNIST = str(DATA / "mnist" / "mnist-net_256x2.onnx")
+SAMPLES = str(DATA / "mnist" / "mnist_test_samples.npz")
+DIGIT = str(DATA.parent.parent / "examples" / "data" / "mnist_test_2.png")
+FAST = ["--ig-steps", "16", "--top-k", "4", "--window", "7"]
+SMUG = Path(sys.executable).with_name("smug")  # the console script: the way users start it
+
+
+def smug(*args: str, cwd: Path, env: dict | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    if not SMUG.exists():
+        pytest.skip(f"no smug console script next to {sys.executable}")
+    return subprocess.run([str(SMUG), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------------------
+# A hostile current directory (issue 21, items 1 and 2)
+
+HOSTILE_RUNS = {
+    "inspect": ["inspect", MNIST],
+    "explain-cpsat": ["explain", MNIST, DIGIT, *FAST, "--solver", "cpsat"],  # the CP-SAT child (python -m)
+    "explain-z3": ["explain", MNIST, DIGIT, *FAST, "--solver", "z3"],  # loads libz3
+    "export": ["export", MNIST, DIGIT, *FAST, "--bound", "opt", "--out", "x.smt2"],
+    "batch-workers": ["batch", MNIST, SAMPLES, *FAST, "--limit", "2", "--workers", "2", "--out", "b"],  # spawn workers, resource tracker
+    "eval-workers": ["eval", MNIST, SAMPLES, "--limit", "2", "--window", "7", "--methods", "ig,smug", "--workers", "2", "--out", "e"],
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_cwd(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    folder = tmp_path_factory.mktemp("hostile-cwd")
+    marker = folder.parent / f"{folder.name}-marker"
+    return folder, marker, hostile.hostile_folder(folder, marker)
+
+
+@pytest.mark.parametrize("run", sorted(HOSTILE_RUNS))
+def test_nothing_in_the_current_directory_runs(run, hostile_cwd):
+    folder, marker, planted = hostile_cwd
+    result = smug(*HOSTILE_RUNS[run], cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert not marker.exists(), f"ran from the current directory: {marker.read_text().split()} (planted {planted})"
+    if "libz3.so" not in planted:
+        pytest.skip("no gcc: the fake libz3.so was not built (the Python modules were checked)")
+
+
+def test_inspect_imports_no_solver_library(tmp_path):
+    code = ("import sys; from smugir.cli import main; main(['inspect', sys.argv[1]]); "
+            "print(sorted(m for m in ('z3', 'pysmt', 'ortools', 'highspy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code, MNIST], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_z3_loads_its_own_library(tmp_path):
+    """The libz3 mapped into the process is the one in z3's package (PATH and `.` are not searched first)."""
+    code = ("import os, smugir, z3; print(os.path.dirname(z3.__file__)); "
+            "print(*{line.split()[-1] for line in open('/proc/self/maps') if 'libz3' in line})")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PATH": f".:{os.environ.get('PATH', '')}"})
+    package, library = result.stdout.split()
+    assert Path(library).is_relative_to(package), result.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# Child pipes are drained (item 10)
+
+def test_a_verbose_cpsat_child_does_not_block(tmp_path):
+    """PYTHONVERBOSE=1 makes the CP-SAT child write ~1 MB of stderr while it starts: with no time limit
+    the solve still returns."""
+    result = smug("explain", MNIST, DIGIT, *FAST, "--solver", "cpsat", "--timeout", "none", "--json",
+                  cwd=tmp_path, env={**os.environ, "PYTHONVERBOSE": "1"}, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert '"status": "optimal"' in result.stdout
