@@ -175,7 +175,17 @@ def load_model(path: str | os.PathLike) -> Model:
     proto, so the checker and onnxruntime get bytes without a single file reference to resolve.
     """
     path = Path(path)
-    raw = _read_model_file(path)
+    return _model_from_bytes(_read_model_file(path), path, external=True)
+
+
+def load_model_bytes(raw: bytes, name: str) -> Model:
+    """`load_model` for a model serialized in memory (`smugir.torch`); `name` stands for its path in
+    messages and reports. There is no folder, so a tensor with external data is refused."""
+    require(f"parsing the in-memory model {name!r}", PARSE_FACTOR * len(raw))
+    return _model_from_bytes(raw, Path(name), external=False)
+
+
+def _model_from_bytes(raw: bytes, path: Path, external: bool) -> Model:
     try:
         proto = onnx.load_model_from_string(raw)
     except (DecodeError, RuntimeError, ValueError) as exc:
@@ -183,7 +193,9 @@ def load_model(path: str | os.PathLike) -> Model:
     if not proto.graph.node:
         raise ModelFileError(f"{str(path)!r} is not an ONNX model (its graph has no nodes)")
     try:
-        ranges = _load_external_data_safely(proto, path)
+        if not external and any(_is_external(t) for t, _ in _stored_tensors(proto)):
+            raise UnsafeModelError(f"{str(path)!r} refers to external data files; an in-memory model must hold all its tensors")
+        ranges = _load_external_data_safely(proto, path) if external else {}
         _check_tensor_sizes(proto, path)
         onnx.checker.check_model(proto)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
