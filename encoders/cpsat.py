@@ -8,7 +8,7 @@ that its largest number is about 2^30, then rounded in one of two directions:
   is an exact optimum.
 - restricted: sum floor(s a_u) m_u >= floor(s b) + 1. Every solution of it is exact, because
   s a.m >= sum floor(s a_u) m_u > s b.
-The caller (`smugir.solve`) solves the relaxed model first and the restricted one only when the
+The caller (smugir/solvers/cpsat.py) solves the relaxed model first and the restricted one only when the
 relaxed optimum fails the exact check (a row met within 2^-30 of its bound).
 """
 

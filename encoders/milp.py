@@ -4,7 +4,7 @@ A MILP solver has no strict inequalities and works with tolerances, so `a.m > b`
 `a.m >= b + margin` on rows scaled to unit size (rows of integers become `a.m >= floor(b) + 1`,
 exactly: `MaskProblem.closed_bounds`). With margin 0 the model is a relaxation of the
 problem (its bound is a proven bound); a positive margin, well above HiGHS's feasibility
-tolerance, is a restriction. The caller (`smugir.solve`) uses both and checks every mask exactly.
+tolerance, is a restriction. The caller (smugir/solvers/highs.py) uses both and checks every mask exactly.
 The whole-network problem uses the standard big-M ReLU encoding with bounds from interval
 arithmetic over m in [0, 1].
 """
@@ -133,6 +133,13 @@ class MilpModel:
         """Give HiGHS a first solution: the mask (and, for whole networks, every hidden neuron's
         value and phase: HiGHS's own heuristics often find no mask at all within a time limit on
         MNIST-sized nets, and a timeout should still return a mask)."""
+        solution = highspy.HighsSolution()
+        solution.col_value = self.column_values(mask).tolist()
+        solution.value_valid = True
+        self.highs.setSolution(solution)
+
+    def column_values(self, mask: np.ndarray) -> np.ndarray:
+        """Every column's value for this mask (hidden neurons' values and phases for whole networks)."""
         values = np.zeros(self.highs.getNumCol())
         values[: self.n_units] = mask
         if isinstance(self.problem, NetworkMaskProblem):
@@ -141,10 +148,7 @@ class MilpModel:
                 z = w @ h + b
                 h = np.maximum(z, 0.0)
                 values[h_cols], values[a_cols] = h, z > 0
-        solution = highspy.HighsSolution()
-        solution.col_value = values.tolist()
-        solution.value_valid = True
-        self.highs.setSolution(solution)
+        return values
 
     def block(self, mask: np.ndarray) -> None:
         """Exclude this exact set of kept units: sum_{u not kept} m_u - sum_{u kept} m_u >= 1 - |kept|."""

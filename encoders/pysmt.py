@@ -24,6 +24,7 @@ from pysmt.fnode import FNode
 from pysmt.logics import QF_LIA, QF_LRA
 from pysmt.typing import BOOL, REAL
 
+from smugir.errors import SolverError
 from smugir.problem import MaskProblem, NetworkMaskProblem
 
 NUMERIC_MODES = ("scaled", "exact")
@@ -55,6 +56,14 @@ class Encoding:
     def below(self, value) -> FNode:
         mgr = self.environment.formula_manager
         return mgr.LT(self.objective_term(), (mgr.Int if self.integer else mgr.Real)(value))
+
+    def solver(self, name: str):
+        """A pySMT solver `name` for this encoding's logic, or one line naming the solvers installed here."""
+        factory = self.environment.factory
+        available = sorted(factory.all_solvers())
+        if name not in available:
+            raise SolverError(f"pySMT solver {name!r} is not installed; available here: {', '.join(available) or 'none'}")
+        return factory.Solver(name=name, logic=self.logic)
 
     def blocking_clause(self, mask: np.ndarray) -> FNode:
         """Not this exact set of kept units."""

@@ -36,11 +36,12 @@ import numpy as np
 
 from smugir.constraints import DEFAULT_FORMULATION
 from smugir.datasets import Item
-from smugir.errors import InputError, OutputError, SmugError, SolverError
+from smugir.errors import InputError, OutputError, SmugError
 from smugir.executor import run_tasks
 from smugir.exporters.files import output_error, write_atomically, write_text
 from smugir.exporters.results import LOCK, ResultsFile, locked_folder
-from smugir.solve import BACKENDS, DEFAULT_SOLVER, DEFAULT_TIMEOUT
+from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
+from smugir.solvers.registry import backend
 
 RESULTS = "results.jsonl"
 MASKS = "masks"
@@ -79,8 +80,7 @@ def check_options(options: BatchOptions) -> None:
     check_problem_options(options.top_k, options.gamma, options.method, options.rank, options.margin)
     if options.window is not None and options.window < 1:
         raise InputError(f"window must be >= 1, got {options.window}")
-    if not (options.solver in BACKENDS or options.solver.startswith("pysmt:")):
-        raise SolverError(f"unknown solver {options.solver!r}; accepted: {', '.join(BACKENDS)}, pysmt:NAME")
+    backend(options.solver)  # an unknown name: one line naming the accepted ones
     for name, value in (("timeout", options.timeout), ("input timeout", options.input_timeout)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise InputError(f"{name} must be a finite number of seconds > 0, got {value}")
