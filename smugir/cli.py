@@ -462,6 +462,10 @@ def _check_options(args: argparse.Namespace) -> None:
 
         if not 1 <= steps <= MAX_STEPS:
             raise InputError(f"--ig-steps must be in 1..{MAX_STEPS} (the adaptive default stops there too), got {steps}")
+    if getattr(args, "scheduler", None) is not None:
+        from smugir.executor import parse_scheduler
+
+        args.scheduler = parse_scheduler(args.scheduler)
     baseline = str(getattr(args, "baseline", "") or "").strip().lower()
     if baseline.startswith("blur:"):
         from smugir.baseline import blur_sigma
