@@ -506,11 +506,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.invocation = ["smug", *(sys.argv[1:] if argv is None else argv)]  # what report.html says made it
     run: Callable[[argparse.Namespace], int] = args.run
     from smugir.budget import format_size, limit, limited
+    from smugir.termination import EXIT_CODE, Terminated, sigterm_unwinds
 
     try:
-        with limited(args.max_memory):
+        with sigterm_unwinds(), limited(args.max_memory):
             _check_options(args)
             return run(args)
+    except Terminated:
+        print(f"smug {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_CODE
     except NoExplanationError as exc:
         print(f"smug {args.command}: no explanation: {printable(exc)}", file=sys.stderr)
         return 3
