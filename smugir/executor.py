@@ -158,7 +158,7 @@ def connect(scheduler: str, seconds: float | None = None):
         what = f"{type(error).__name__}: {printable(error)[:200]}" if error is not None else "an answer that is not a scheduler's"
         raise InputError(f"{address!r} did not answer as a Dask scheduler ({what})")
     try:
-        return Client(address, timeout=f"{seconds}s", set_as_default=False)
+        return Client(address, timeout=f"{seconds}s")
     except (OSError, TimeoutError) as exc:
         raise InputError(f"cannot reach the Dask scheduler at {address!r}: {printable(exc) or type(exc).__name__}") from None
 

@@ -150,6 +150,17 @@ def png(width: int, height: int, depth: int = 8, color: int = 0, rows: bytes | N
 # A hostile current directory: code that must never run
 
 HOSTILE_MODULES = ("pickle", "numpy", "json", "socket", "selectors", "runpy", "signal", "struct", "ortools", "onnx", "scipy", "z3")
+
+
+def every_module_name() -> list[str]:
+    """Every top-level name Python or an installed package could import (the long campaign plants all)."""
+    import importlib.metadata
+    import sys
+
+    names = set(sys.stdlib_module_names) | {"smugir"}
+    for distribution in importlib.metadata.distributions():
+        names.update(part.removesuffix(".py") for part in (f.parts[0] for f in distribution.files or ()) if "." not in part.removesuffix(".py"))
+    return sorted(n for n in names if n.isidentifier() and n not in ("this", "antigravity"))
 MODULE_SOURCE = "open({marker!r}, 'a').write({name!r} + '\\n')\n"
 LIBRARY_SOURCE = """
 #include <stdio.h>
@@ -157,12 +168,12 @@ __attribute__((constructor)) static void hostile(void) {{ FILE *f = fopen("{mark
 """
 
 
-def hostile_folder(folder: Path, marker: Path) -> list[str]:
+def hostile_folder(folder: Path, marker: Path, modules=HOSTILE_MODULES) -> list[str]:
     """Fill `folder` with Python modules named like what smugir and Python import (pickle.py,
     numpy.py, ...) and fake `libz3.so*` libraries (when gcc is there), each of which appends its
     name to `marker` when run or loaded. Returns what was planted."""
     planted = []
-    for name in HOSTILE_MODULES:
+    for name in modules:
         (folder / f"{name}.py").write_text(MODULE_SOURCE.format(marker=str(marker), name=name))
         planted.append(f"{name}.py")
     gcc = shutil.which("gcc")

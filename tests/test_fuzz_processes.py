@@ -55,11 +55,14 @@ HOSTILE_RUNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def hostile_cwd(tmp_path_factory) -> tuple[Path, Path, list[str]]:
+@pytest.fixture(scope="module", params=["short", pytest.param("long", marks=pytest.mark.fuzz)])
+def hostile_cwd(request, tmp_path_factory) -> tuple[Path, Path, list[str]]:
+    """The short campaign plants the modules of HOSTILE_MODULES, the long one a module for every
+    name in the standard library and in every installed distribution."""
     folder = tmp_path_factory.mktemp("hostile-cwd")
     marker = folder.parent / f"{folder.name}-marker"
-    return folder, marker, hostile.hostile_folder(folder, marker)
+    modules = hostile.HOSTILE_MODULES if request.param == "short" else hostile.every_module_name()
+    return folder, marker, hostile.hostile_folder(folder, marker, modules)
 
 
 @pytest.mark.parametrize("run", sorted(HOSTILE_RUNS))
