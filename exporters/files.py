@@ -37,6 +37,15 @@ def output_error(exc: OSError, path: str | os.PathLike) -> OutputError:
     return OutputError(f"cannot write {str(path)!r}: {reason}")
 
 
+NAME_MAX = 255  # bytes of one file name on Linux, macOS and Windows file systems
+_TEMPORARY = len(".") + len(".XXXXXXXX.part")  # what `write_atomically`'s temporary adds to a name
+
+
+def name_fits(name: str) -> bool:
+    """Whether a file of this name (and its temporary) can be created on common file systems."""
+    return len(os.fsencode(name)) + _TEMPORARY <= NAME_MAX
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

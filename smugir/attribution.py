@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -76,6 +77,29 @@ class IGResult:
         return f"IG not converged ({self.stop} after {self.steps} steps: {errors})"
 
 
+@dataclass(frozen=True)
+class IGProgress:
+    """A snapshot of a running IG: points evaluated, seconds, and the seconds estimated to remain.
+
+    The estimate assumes the trapezoid rule's error falls as the square of the points (its order
+    on smooth paths): the points needed are those so far times sqrt(error / tolerance) of the
+    worse of both errors; it is capped by the time limit. None while nothing is known."""
+
+    points: int
+    seconds: float
+    eta: float | None
+    score_error: float | None = None
+    completeness: float | None = None
+
+    def describe(self) -> str:
+        eta = "" if self.eta is None else f", about {self.eta:.0f} s left"
+        error = "" if self.score_error is None else f", score error {100 * self.score_error:.1f} %"
+        return f"{self.points} gradient points in {self.seconds:.0f} s{error}{eta}"
+
+
+OnIGProgress = Callable[[IGProgress], None]
+
+
 def _relative_error(total: float, f_h: float, f_0: float) -> float:
     change = f_h - f_0
     return abs(total - change) / max(abs(change), 1e-12)
@@ -127,17 +151,19 @@ def integrated_gradients(
     target: str = "probability",
     deciding: int | None = None,
     time_limit: float | None = TIME_LIMIT,
+    on_progress: OnIGProgress | None = None,
 ) -> IGResult:
     """IG of `provider`'s target from `baseline` (default 0) to `h`; adaptive unless `steps` is given.
 
     `deciding`: the k of a later top-k choice (the score rule is checked on the 2k highest scores;
-    None: on all); `time_limit`: seconds before the adaptive rule gives up (None: no limit)."""
+    None: on all); `time_limit`: seconds before the adaptive rule gives up (None: no limit);
+    `on_progress` gets an `IGProgress` after every batch of gradient evaluations."""
     start = time.perf_counter()
     h = np.asarray(h, dtype=np.float64)
     base = np.zeros_like(h) if baseline is None else np.asarray(baseline, dtype=np.float64).reshape(h.shape)
     if steps is not None and int(steps) < 1:
         raise InputError(f"IG steps must be >= 1, got {steps}")
-    path = _Path(provider, base, h - base, class_index)
+    path = _Path(provider, base, h - base, class_index, on_progress, time_limit)
     if steps is not None:
         scores, change, f, gap = path.uniform(int(steps))
         stop = "fixed steps"
@@ -157,11 +183,24 @@ class _Path:
 
     What is kept of a point is its score density u = gradient * diff (float32): IG is its integral."""
 
-    def __init__(self, provider: GradientProvider, base: np.ndarray, diff: np.ndarray, class_index: int):
+    def __init__(self, provider: GradientProvider, base: np.ndarray, diff: np.ndarray, class_index: int,
+                 on_progress: OnIGProgress | None = None, time_limit: float | None = None):
         self.provider, self.class_index, self.shape = provider, class_index, base.shape
         self.base32, self.diff32 = base.astype(np.float32), diff.astype(np.float32)
         self.diff = diff.reshape(-1)
         self.intervals = 0
+        self.on_progress, self.time_limit = on_progress, time_limit
+        self.start, self.points = time.perf_counter(), 0
+
+    def report(self, needed: float | None, score_error: float | None = None, completeness: float | None = None) -> None:
+        """Tell `on_progress` how far IG is: `needed` is the estimated number of points in all."""
+        if self.on_progress is None:
+            return
+        seconds = time.perf_counter() - self.start
+        eta = None if needed is None else max(0.0, needed - self.points) * seconds / max(self.points, 1)
+        if eta is not None and self.time_limit is not None:
+            eta = min(eta, max(0.0, self.time_limit - seconds))
+        self.on_progress(IGProgress(self.points, seconds, eta, score_error, completeness))
 
     def evaluate(self, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(f (B,) float64, score densities (B, n) float32) at the given alphas."""
@@ -169,6 +208,7 @@ class _Path:
         points = self.base32[None] + alphas.astype(np.float32).reshape(-1, *([1] * len(self.shape))) * self.diff32[None]
         values, grads = self.provider(points, self.class_index)
         density = np.asarray(grads, dtype=np.float32).reshape(len(alphas), -1) * self.diff32.reshape(1, -1)
+        self.points += len(alphas)
         return np.asarray(values, dtype=np.float64).reshape(-1), density
 
     def uniform(self, steps: int, batch: int = 64) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
@@ -188,6 +228,7 @@ class _Path:
             halved += coarse[begin : begin + batch] @ density.astype(np.float64)
             values.append(f)
             slopes.append(density.sum(axis=1, dtype=np.float64))
+            self.report(alphas.size)
         self.intervals = steps
         f, total = np.concatenate(values), float(weights @ np.concatenate(slopes))
         return scores, None if steps < 2 else scores - halved, f, total - (f[-1] - f[0])
@@ -207,6 +248,7 @@ class _Path:
             chosen = _deciding(grid.scores, deciding)
             gap = sum(grid.gaps.values())
             check = _Check.of(grid.scores, grid.change, gap, grid.values[START_STEPS] - grid.values[0], chosen)
+            self.report(_points_needed(len(grid.points), check), check.score_error, check.completeness)
             stop = ("converged" if check.floor else "step cap" if len(grid.points) + REFINE > MAX_STEPS + 1
                     else "memory cap" if len(grid.points) + REFINE > most_points
                     else "time cap" if deadline is not None and time.perf_counter() > deadline else None)
@@ -225,6 +267,14 @@ class _Path:
                 grid.add((m, first + len(split) + j, b))
         self.intervals = len(grid.points) - 1
         return grid.scores, grid.change, np.asarray(grid.values)[np.argsort(grid.points, kind="stable")], gap, stop
+
+
+def _points_needed(points: int, check: "_Check") -> float | None:
+    """The grid size at which both errors would meet their tolerance, if they fall as 1 / points^2."""
+    if check.score_error is None:
+        return None
+    worst = max(check.score_error / SCORE_TOLERANCE, check.completeness / TOLERANCE, 1.0)
+    return min(points * float(np.sqrt(worst)), MAX_STEPS + 1.0)
 
 
 class _Grid:
@@ -328,9 +378,11 @@ SHARED_DECIDING = 32  # the score rule checks at least explain's default top-k, 
 
 
 def first_layer_attribution(model, layer, x: np.ndarray, label: int, steps: int | None = None, target: str = "probability",
-                            provider: str = "auto", deciding: int | None = None, time_limit: float | None = TIME_LIMIT) -> IGResult:
+                            provider: str = "auto", deciding: int | None = None, time_limit: float | None = TIME_LIMIT,
+                            on_progress: OnIGProgress | None = None) -> IGResult:
     """IG scores of every first-layer neuron for `label` at input x (baseline: all activations 0);
-    `deciding` and `time_limit` as in `integrated_gradients` (`deciding` is raised to SHARED_DECIDING).
+    `deciding`, `time_limit` and `on_progress` as in `integrated_gradients` (`deciding` is raised to
+    SHARED_DECIDING).
 
     The last few results are kept (keyed by model hash, input bytes and every option), so methods
     that explain the same input with the same ranking pay for IG once; a result checked on more
@@ -347,7 +399,8 @@ def first_layer_attribution(model, layer, x: np.ndarray, label: int, steps: int 
     gradient = provider_for(model, layer.post_name, target, provider)
     building = time.perf_counter() - clock
     h = layer.activations(x).reshape(layer.output_shape[1:])
-    result = integrated_gradients(gradient, h, label, steps, target=target, deciding=deciding, time_limit=time_limit)
+    result = integrated_gradients(gradient, h, label, steps, target=target, deciding=deciding, time_limit=time_limit,
+                                  on_progress=on_progress)
     result = _RECENT_IG[key, deciding] = replace(result, graph_seconds=building)
     while len(_RECENT_IG) > RECENT_IG:
         _RECENT_IG.popitem(last=False)

@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 import signal
-import stat
 import statistics
 import threading
 import time
@@ -28,24 +27,28 @@ import traceback
 from contextlib import contextmanager
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from smugir.constraints import DEFAULT_FORMULATION
-from smugir.datasets import Item
+from smugir.datasets import Item, check_unique
 from smugir.errors import InputError, OutputError, SmugError
 from smugir.executor import run_tasks
-from smugir.exporters.files import output_error, write_atomically, write_text
-from smugir.exporters.results import LOCK, ResultsFile, locked_folder
-from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
+from smugir.exporters.files import name_fits, write_atomically, write_text
+from smugir.exporters.results import Layout, ResultsFile, check_results_folder, read_json, results_folder
+from smugir.explain import VACUOUS
+from smugir.identity import input_digest
+from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT, STATUSES
 from smugir.solvers.registry import backend
 
 RESULTS = "results.jsonl"
 MASKS = "masks"
 SETTINGS = "settings.json"
+LAYOUT = Layout(RESULTS, (SETTINGS,), (MASKS,))
+DONE = (*STATUSES, *VACUOUS)  # the statuses of a finished input; any other line (error, unknown) is computed again
 # What does not change the results of a run, so a rerun may differ in it.
 _OPERATIONAL = ("input_timeout", "session_threads")
 
@@ -239,6 +242,7 @@ class BatchReport:
     median_sparsity: float | None
     verified: int
     vacuous: int = 0  # inputs whose explanation says nothing (a status of smugir.explain.VACUOUS)
+    recomputed: int = 0  # inputs recorded by an earlier run but redone: other content, an unknown status, a damaged line
 
     @property
     def throughput(self) -> float:
@@ -275,64 +279,32 @@ def run_batch(
     check_options(options)
     model_path = str(Path(model_path).resolve())
     out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"cannot create {str(out)!r}: the folder {str(out.parent)!r} does not exist")
-    _check_unique([item.id for item in items])
+    check_results_folder(out, LAYOUT)
+    check_unique([item.id for item in items])
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
     settings = {"model": model_path, "model_sha256": load_model(model_path).sha256, "options": problem_settings(options),
                 "source": json.loads(json.dumps(source or {}, default=str))}
-    _check_out(out)
-    created = not out.exists()
-    try:
-        out.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise output_error(exc, out) from None
-    with locked_folder(out, "batch") as lock:
-        new = [name for name in (SETTINGS, MASKS, RESULTS) if not os.path.lexists(out / name)]
-        try:
-            return _run_locked(out, settings, restart, model_path, items, options, workers, scheduler, progress, on_result)
-        except BaseException:
-            results = out / RESULTS
-            if not results.exists() or results.stat().st_size == 0:  # failed before its first result: leave nothing
-                for name in new:
-                    if (out / name).is_dir():
-                        shutil.rmtree(out / name, ignore_errors=True)
-                    else:
-                        (out / name).unlink(missing_ok=True)
-                if lock.created:
-                    (out / LOCK).unlink(missing_ok=True)  # still locked: no one else can hold this file
-                if created:
-                    shutil.rmtree(out, ignore_errors=True)
-            raise
-
-
-def _check_out(out: Path) -> None:
-    """OUT is a folder or missing, and what a batch writes there is not something else (a FIFO, a folder)."""
-    if os.path.lexists(out) and not out.is_dir():
-        raise OutputError(f"{str(out)!r} exists and is not a folder")
-    for name in (RESULTS, SETTINGS, LOCK):
-        path = out / name
-        if os.path.lexists(path) and not stat.S_ISREG(path.lstat().st_mode):
-            raise OutputError(f"{str(path)!r} exists and is not a regular file")
-    if os.path.lexists(out / MASKS) and not (out / MASKS).is_dir():
-        raise OutputError(f"{str(out / MASKS)!r} exists and is not a folder")
+    with results_folder(out, LAYOUT, "batch"):
+        return _run_locked(out, settings, restart, model_path, items, options, workers, scheduler, progress, on_result)
 
 
 def _run_locked(out: Path, settings, restart, model_path, items, options, workers, scheduler, progress, on_result) -> BatchReport:
-    """The run itself, holding OUT's lock, after checking OUT holds results of these settings only."""
+    """The run itself, holding OUT's lock, after checking OUT holds results of these settings only.
+    An input is done when its line has a known status and the digest of the same content."""
     _claim(out, settings, restart)
-    try:
-        (out / MASKS).mkdir(exist_ok=True)
-    except OSError as exc:
-        raise output_error(exc, out / MASKS) from None
-    results = ResultsFile(out / RESULTS)
-    todo = [item for item in items if item.id not in results.done]
+    (out / MASKS).mkdir(exist_ok=True)
+    digests = {item.id: input_digest(item.x) for item in items}
+    results = ResultsFile(out / RESULTS, partial(_summary_line, digests))
+    done = {i for i, r in results.records.items() if r["status"] in DONE and r["input_sha256"] == digests[i]}
+    todo = [item for item in items if item.id not in done]
+    changed = sum(1 for item in todo if item.id in results.records and results.records[item.id]["status"] != "error")
     advance = progress(len(todo)) if progress else (lambda n: None)
     clock = time.perf_counter()
 
     def finished(result: ItemResult) -> None:
+        result.record["input_sha256"] = digests[result.record["id"]]
         _save(out, result, results)
         if on_result is not None:
             on_result(result.record)
@@ -344,9 +316,25 @@ def _run_locked(out: Path, settings, restart, model_path, items, options, worker
 
     parallel = replace(options, session_threads=1) if scheduler or workers > 1 else options  # no oversubscription
     run_tasks(explain_item, [(model_path, item, parallel) for item in todo], finished, lost, workers, scheduler)
-    ids = {item.id for item in items}
-    return _report(len(items), len(items) - len(todo), len(todo), time.perf_counter() - clock,
-                   [r for r in results.records.values() if str(r["id"]) in ids])
+    return _report(len(items), len(items) - len(todo), len(todo), time.perf_counter() - clock, list(results.records.values()), changed)
+
+
+def _summary_line(digests: dict[str, str | None], record: dict[str, Any]) -> dict[str, Any] | None:
+    """What a run needs of a results line (None for an id of no input of this dataset); a line of an
+    unknown status or with fields of the wrong type (hand-edited, damaged) is not done: recomputed."""
+    if str(record["id"]) not in digests:
+        return None
+    status, timings, sparsity = record.get("status"), record.get("timings"), record.get("sparsity")
+    solve = timings.get("solve", 0.0) if isinstance(timings, dict) else None
+    explained = status not in ("error", *VACUOUS)
+    if not isinstance(status, str) or (explained and not (_number(solve) and _number(sparsity))):
+        status = "damaged"
+    return {"id": str(record["id"]), "status": status, "input_sha256": record.get("input_sha256"), "solve": solve,
+            "sparsity": sparsity, "verified": record.get("verified") is True}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _claim(out: Path, settings: dict[str, Any], restart: bool) -> None:
@@ -358,9 +346,9 @@ def _claim(out: Path, settings: dict[str, Any], restart: bool) -> None:
         shutil.rmtree(out / MASKS, ignore_errors=True)
     elif path.exists():
         try:
-            earlier = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError):
-            raise OutputError(f"{str(path)!r} is not a smugir settings file; pass --restart to start {str(out)!r} over") from None
+            earlier = read_json(path, "a smugir settings file")
+        except OutputError as exc:
+            raise OutputError(f"{exc}; pass --restart to start {str(out)!r} over") from None
         differences = _differences(earlier, settings)
         if differences:
             raise OutputError(
@@ -382,19 +370,14 @@ def _differences(earlier: Any, now: dict[str, Any]) -> list[str]:
         changes.append(f"model {earlier.get('model', '?')} (sha256 {str(earlier.get('model_sha256'))[:12]}) then, "
                        f"{now['model']} (sha256 {now['model_sha256'][:12]}) now")
     for group in ("options", "source"):
-        before, after = earlier.get(group) or {}, now[group]
+        before, after = earlier.get(group), now[group]
+        if not isinstance(before, dict):
+            changes.append(f"{group} not recorded then")
+            continue
         for key in sorted(set(before) | set(after)):
             if before.get(key) != after.get(key):
                 changes.append(f"{key} {before.get(key)!r} then, {after.get(key)!r} now")
     return changes
-
-
-def _check_unique(ids: list[str]) -> None:
-    seen: set[str] = set()
-    for i in ids:
-        if i in seen:
-            raise InputError(f"input id {i!r} appears twice in the dataset; ids name the result lines and mask files")
-        seen.add(i)
 
 
 def _save(out: Path, result: ItemResult, results: ResultsFile) -> None:
@@ -402,6 +385,11 @@ def _save(out: Path, result: ItemResult, results: ResultsFile) -> None:
     anything fails (a full disk) this input's files are removed again."""
     record = dict(result.record)
     written: list[Path] = []
+    names = [f"{record['id']}_{name}.npy" for name in result.arrays]
+    if not all(map(name_fits, names)):
+        record = {**{k: record[k] for k in ("id", "label", "input_sha256", "seconds") if k in record}, "status": "error",
+                  "error_kind": "input", "error": f"OutputError: the input id is too long to name its mask files ({names[0]!r})"}
+        result = ItemResult(record)
     try:
         for name, array in result.arrays.items():
             path = out / MASKS / f"{record['id']}_{name}.npy"
@@ -414,12 +402,10 @@ def _save(out: Path, result: ItemResult, results: ResultsFile) -> None:
         raise
 
 
-def _report(inputs: int, skipped: int, processed: int, seconds: float, records: list[dict[str, Any]]) -> BatchReport:
-    from smugir.explain import VACUOUS
-
+def _report(inputs: int, skipped: int, processed: int, seconds: float, records: list[dict[str, Any]], changed: int = 0) -> BatchReport:
     statuses = Counter(record["status"] for record in records)
     explained = [r for r in records if r["status"] != "error" and r["status"] not in VACUOUS]
-    solve = sorted(r["timings"].get("solve", 0.0) for r in explained)
+    solve = sorted(r["solve"] for r in explained)
     sparsity = [r["sparsity"] for r in explained]
     return BatchReport(
         inputs=inputs,
@@ -432,4 +418,5 @@ def _report(inputs: int, skipped: int, processed: int, seconds: float, records: 
         median_sparsity=statistics.median(sparsity) if sparsity else None,
         verified=sum(1 for r in records if r.get("verified")),
         vacuous=sum(1 for r in records if r["status"] in VACUOUS),
+        recomputed=changed,
     )

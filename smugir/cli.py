@@ -55,9 +55,10 @@ def _explain(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     if is_text_model(model):
         return _explain_text(args, model)
-    from smugir.live import live_line
+    from smugir.live import describe_ig, live_line
 
-    setup = _image_setup(args, model)
+    with live_line("Integrated Gradients", render=describe_ig) as on_ig_progress:
+        setup = _image_setup(args, model, on_ig_progress=on_ig_progress)
     setup.timings = {"imports": clock - STARTED, **setup.timings, "load": time.perf_counter() - clock - sum(setup.timings.values())}
     with live_line() as on_progress:
         result = finish(setup, args.solver, args.timeout, args.solutions, on_progress)
@@ -72,7 +73,7 @@ def _explain(args: argparse.Namespace) -> int:
     return _exit_code(result)
 
 
-def _image_setup(args: argparse.Namespace, model, x=None, label=None):
+def _image_setup(args: argparse.Namespace, model, x=None, label=None, on_ig_progress=None):
     """The masking problem of one image input: INPUT from the command line, or `x` from a dataset."""
     from smugir.explain import prepare
     from smugir.inputs import load_input, load_segments
@@ -87,6 +88,7 @@ def _image_setup(args: argparse.Namespace, model, x=None, label=None):
         model, x, label=label, top_k=args.top_k, gamma=args.gamma, window=args.window, segments=segments,
         baseline=args.baseline, method=args.method, ig_steps=args.ig_steps, layout=args.layout,
         image_shape=args.image_shape, margin=args.margin, rank=args.rank, formulation=args.formulation,
+        on_ig_progress=on_ig_progress,
     )
 
 
@@ -361,7 +363,8 @@ def _print_batch_report(report, out: str) -> None:
     from rich.table import Table
 
     console = Console(highlight=False)
-    console.print(f"{report.inputs} inputs: {report.skipped} done by an earlier run, {report.processed} explained now "
+    again = f" (of them {report.recomputed} recorded with other content, an unknown status or a damaged line)" if report.recomputed else ""
+    console.print(f"{report.inputs} inputs: {report.skipped} done by an earlier run, {report.processed} explained now{again} "
                   f"in {report.seconds:.1f} s ({report.throughput:.2f} inputs/s)")
     table = Table()
     table.add_column("status")
@@ -443,6 +446,10 @@ def _check_options(args: argparse.Namespace) -> None:
     for option, value in vars(args).items():
         if option != "max_memory" and isinstance(value, int) and not isinstance(value, bool) and not -MAX_INTEGER <= value <= MAX_INTEGER:
             raise InputError(f"--{option.replace('_', '-')} {value} is out of range (at most {MAX_INTEGER})")
+    if getattr(args, "out", None) == "":
+        raise InputError("--out '' names no path; give a folder or file name (or leave --out out)")
+    if (getattr(args, "seed", None) or 0) < 0:
+        raise InputError(f"--seed must be a whole number >= 0 (numpy's seeds are), got {args.seed}")
     for option in ("scale", "mean", "std"):
         values = getattr(args, option, None)
         if values is not None and not all(math.isfinite(v) for v in (values if isinstance(values, tuple) else (values,))):

@@ -6,6 +6,7 @@ names its output files and lets a batch run skip what is already done.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import numpy as np
 
 from smugir.archives import ArrayHeader, npz_headers, read_npz
 from smugir.budget import elements, require
-from smugir.errors import InputError
+from smugir.errors import InputError, printable
 from smugir.inputs import IMAGE_SUFFIXES, check_input, image_to_input
 from smugir.safefiles import read_text_file
 from smugir.units import InputLayout
@@ -79,9 +80,10 @@ def read_dataset(
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"folder {text!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        ids = unique_ids(files)
         return [
-            _item(clean_id(p.stem), lambda p=p: _regular_image(p, lambda: image_to_input(p, input_shape, layout, scale, mean, std)))
-            for p in files
+            _item(id, lambda p=p: _regular_image(p, lambda: image_to_input(p, input_shape, layout, scale, mean, std)))
+            for id, p in zip(ids, files)
         ]
     if path.suffix.lower() in SENTENCE_SUFFIXES:
         return list(_sentences(path))
@@ -166,6 +168,34 @@ def _sentences(path: Path) -> Iterator[Item]:
         yield Item(ids[number], line.strip(), label)
 
 
+MAX_ID = 100  # characters: an id names files (`{id}_saliency.npy`, hidden temporaries) within NAME_MAX (255 bytes)
+
+
 def clean_id(stem: str) -> str:
-    """File names become ids usable as file names and CSV fields."""
-    return _ID.sub("_", stem) or "input"
+    """File names become ids usable as file names and CSV fields; a long one is cut and made
+    unique again by a digest of the whole name, so that no file it names is too long."""
+    cleaned = _ID.sub("_", stem) or "input"
+    if len(cleaned) <= MAX_ID:
+        return cleaned
+    digest = hashlib.sha256(stem.encode("utf-8", errors="surrogateescape")).hexdigest()[:12]
+    return f"{cleaned[: MAX_ID - 13]}~{digest}"
+
+
+def unique_ids(files: list[Path]) -> list[str]:
+    """The ids of image files, refused (one line naming both files) when two names clean to one id:
+    their results would overwrite each other."""
+    ids = [clean_id(p.stem) for p in files]
+    check_unique(ids, [p.name for p in files])
+    return ids
+
+
+def check_unique(ids: list[str], sources: list[str] | None = None) -> None:
+    """Every id once: ids name the result lines and the files of each input."""
+    seen: dict[str, int] = {}
+    for number, id in enumerate(ids):
+        if id in seen:
+            if sources is None:
+                raise InputError(f"input id {id!r} appears twice in the dataset; ids name the result lines and mask files")
+            raise InputError(f"the files {printable(repr(sources[seen[id]]))} and {printable(repr(sources[number]))} both become the "
+                             f"input id {id!r} (ids name the result lines and files); rename one of them")
+        seen[id] = number

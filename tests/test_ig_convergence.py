@@ -60,8 +60,43 @@ def test_explanation_says_when_ig_did_not_converge(monkeypatch):
     from smugir.explain import explain
 
     monkeypatch.setattr(attribution, "TIME_LIMIT", 0.0)
-    monkeypatch.setattr(attribution.first_layer_attribution, "__defaults__", (None, "probability", "auto", None, 0.0))
+    monkeypatch.setattr(attribution.first_layer_attribution, "__defaults__", (None, "probability", "auto", None, 0.0, None))
     path, samples = REAL_MODELS["mnist-net_256x2"]
     result = explain(path, samples()[0], timeout=10)
     assert not result.ig_converged and result.to_json()["ig_converged"] is False
     assert "IG not converged" in result.summary()
+
+
+def test_progress_reports_points_and_a_shrinking_eta():
+    seen = []
+    result = integrated_gradients(Kinks(), np.ones(400), 0, time_limit=None, on_progress=seen.append)
+    assert seen and seen[-1].points == result.steps + 1
+    assert [p.points for p in seen] == sorted(p.points for p in seen)
+    assert seen[0].eta is not None and seen[0].eta > 0 and seen[-1].eta == 0.0  # the last check meets the rule
+    assert "gradient points" in seen[-1].describe()
+    fixed = []
+    integrated_gradients(Kinks(), np.ones(400), 0, steps=100, on_progress=fixed.append)
+    assert fixed[-1].points == 101 and fixed[-1].eta == 0.0
+
+
+def test_progress_eta_is_capped_by_the_time_limit():
+    seen = []
+    integrated_gradients(Kinks(), np.ones(400), 0, time_limit=0.0, on_progress=seen.append)
+    assert seen and all(p.eta == 0.0 for p in seen)
+
+
+def test_progress_line_shows_points_and_time_left_on_a_terminal():
+    import io
+    import time
+
+    from rich.console import Console
+
+    from smugir.attribution import IGProgress
+    from smugir.live import describe_ig, live_line
+
+    screen = io.StringIO()
+    with live_line("Integrated Gradients", Console(file=screen, force_terminal=True, width=120), describe_ig) as on_progress:
+        on_progress(IGProgress(24, 3.0, 12.4, 0.031, 0.004))
+        time.sleep(1.6)
+    shown = screen.getvalue()
+    assert "Integrated Gradients" in shown and "24 gradient points" in shown and "score error 3.1 %" in shown and "about 12 s left" in shown

@@ -101,6 +101,7 @@ def test_module_is_explained_verified_and_equals_the_file_export(build, tmp_path
     np.testing.assert_allclose(from_file.saliency, result.saliency, rtol=1e-12)
 
 
+@pytest.mark.slow  # the dynamo exporter's first export takes 10-25 s here
 def test_dynamo_exporter_gives_the_same_minimal_mask_size():
     pytest.importorskip("onnxscript", reason="onnxscript is not installed (the dynamo exporter needs it)")
     module, x = _mlp()
@@ -174,3 +175,42 @@ def test_bad_modules_and_inputs_are_one_line_errors(module, x, error, words):
 def test_unknown_exporter_is_refused():
     with pytest.raises(InputError, match="unknown exporter 'jit'; accepted: torchscript, dynamo"):
         bridge.to_model(torch.nn.Linear(4, 3), torch.rand(1, 4), exporter="jit")
+
+
+class _TextCNN(torch.nn.Module):
+    """Embedding -> Conv1d -> ReLU -> max over time -> Linear: the form smugir.text reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(12, 8, padding_idx=0)
+        self.conv = torch.nn.Conv1d(8, 16, 3, padding=1)
+        self.fc = torch.nn.Linear(16, 2)
+
+    def forward(self, ids):
+        return self.fc(torch.relu(self.conv(self.embedding(ids).transpose(1, 2))).max(dim=2).values)
+
+
+def test_a_token_id_module_is_a_text_model_for_smugir_text():
+    from smugir.text import Vocabulary, explain_sentence
+
+    torch.manual_seed(0)
+    module = _TextCNN().eval()
+    tokens = ("<pad>", "<unk>", *(f"w{i}" for i in range(10)))
+    vocabulary = Vocabulary(tokens, {t: i for i, t in enumerate(tokens)})
+    ids, _ = vocabulary.encode("w1 w2 w3 w4 w5 w6", 9)
+    model = bridge.to_model(module, torch.from_numpy(ids[None]))
+    assert model.data_input.dtype == np.int64
+    result = explain_sentence(model, "w1 w2 w3 w4 w5 w6", vocabulary, solver="highs")
+    assert result.explanation.verified and result.explanation.status == "optimal"
+    with torch.no_grad():
+        assert result.explanation.predicted == int(module(torch.from_numpy(ids[None])).argmax())
+
+
+def test_without_torch_the_import_is_one_clear_error():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import smugir.torch\nexcept Exception as exc:\n    print(type(exc).__name__, exc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "MissingDependencyError smugir.torch needs PyTorch: pip install 'smugir[torch]'"

@@ -118,10 +118,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     from smugir.errors import InputError
     from smugir.evaluation.baselines import check_methods, unavailable
-    from smugir.evaluation.comparison import OPTBOX, summarize
+    from smugir.evaluation.comparison import OPTBOX
     from smugir.evaluation.metrics import MAX_THRESHOLDS
-    from smugir.evaluation.report import display_name, print_table, summary_table
-    from smugir.evaluation.run import RECORDS, Plan, Reading, complete_inputs, run_evaluation
+    from smugir.evaluation.report import display_name
+    from smugir.evaluation.run import RECORDS, Plan, Reading, run_evaluation
     from smugir.evaluation.samples import load_photos
     from smugir.exporters.files import check_folder
     from smugir.model import load_model
@@ -151,32 +151,45 @@ def _eval(args: argparse.Namespace) -> int:
     plan = Plan(str(Path(args.model).resolve()), setting, Reading(args.scale, tuple(args.mean), tuple(args.std)),
                 args.correct_only, MAX_THRESHOLDS)
     identity = {"model_sha256": model.sha256, "reading": [args.scale, list(args.mean), list(args.std), args.pixels]}
+    codes = []
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(args.out) if args.out else Path(scratch) / "eval"
         with _progress_bar() as progress:
-            report = run_evaluation(plan, photos, methods, out, args.workers, args.scheduler, progress, identity,
-                                    replace_other=bool(args.force), compute=not args.report_only)
-        if report.reused:
-            print(f"{report.reused} method runs recorded by an earlier run in {out / RECORDS}, {report.computed} computed now")
-        for error in report.errors:
-            print(f"error {error['sample']} {display_name(error['method'])}: {error['error']}")
-        if not report.records:
-            print(f"nothing scored: the model misclassifies all {len(report.misclassified)} inputs" if report.misclassified
-                  else "nothing scored")
-            return 1 if report.errors else 0
-        complete = complete_inputs(report.records, methods)
-        partial = len({r.sample for r in report.records}) - len(complete)
-        report = replace(report, records=[r for r in report.records if r.sample in complete])
-        if not complete:
-            print(f"no input has a record of every method yet ({partial} have some)")
-            return 1 if report.errors else 0
-        rows = summarize(report.records, seed=args.seed)
-        skipped = f", {len(report.misclassified)} misclassified skipped" if report.misclassified else ""
-        unfinished = f", {partial} with some methods missing left out" if partial else ""
-        title = f"{model.path.name}: {len(complete)} inputs{skipped}{unfinished} (LSC: lower is better)"
-        print_table(summary_table(rows, title))
-        if args.out:
-            _write_eval(args, out, report, rows, title)
+            run_evaluation(plan, photos, methods, out, args.workers, args.scheduler, progress, identity,
+                           replace_other=bool(args.force), compute=not args.report_only,
+                           then=lambda report: codes.append(_eval_report(args, model, methods, out, report)))
+    return codes[0]
+
+
+def _eval_report(args: argparse.Namespace, model, methods: list[str], out: Path, report) -> int:
+    """Print the table of a run and write the files derived from its records (OUT's lock held)."""
+    from smugir.evaluation.comparison import summarize
+    from smugir.evaluation.report import display_name, print_table, summary_table
+    from smugir.evaluation.run import RECORDS, complete_inputs
+
+    if report.recomputed:
+        print(f"{report.recomputed} inputs recorded in {out / RECORDS} with other content (or a damaged line): computed again")
+    if report.reused:
+        print(f"{report.reused} method runs recorded by an earlier run in {out / RECORDS}, {report.computed} computed now")
+    for error in report.errors:
+        print(f"error {error['sample']} {display_name(error['method'])}: {error['error']}")
+    if not report.records:
+        print(f"nothing scored: the model misclassifies all {len(report.misclassified)} inputs" if report.misclassified
+              else "nothing scored")
+        return 1 if report.errors else 0
+    complete = complete_inputs(report.records, methods)
+    partial = len({r.sample for r in report.records}) - len(complete)
+    report = replace(report, records=[r for r in report.records if r.sample in complete])
+    if not complete:
+        print(f"no input has a record of every method yet ({partial} have some)")
+        return 1 if report.errors else 0
+    rows = summarize(report.records, seed=args.seed)
+    skipped = f", {len(report.misclassified)} misclassified skipped" if report.misclassified else ""
+    unfinished = f", {partial} with some methods missing left out" if partial else ""
+    title = f"{model.path.name}: {len(complete)} inputs{skipped}{unfinished} (LSC: lower is better)"
+    print_table(summary_table(rows, title))
+    if args.out:
+        _write_eval(args, out, report, rows, title)
     return 1 if report.errors else 0
 
 

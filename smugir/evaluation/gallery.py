@@ -69,11 +69,19 @@ def map_thumbnail(values_hw: np.ndarray | None, image_chw: np.ndarray, box: Sequ
     return _thumbnail(colormap(shown / top), box)
 
 
+def _by_sample(records: Sequence[Record]) -> dict[str, list[Record]]:
+    """Each input's records, inputs in their first order (one pass: 1,000 inputs x 10 methods stay linear)."""
+    grouped: dict[str, list[Record]] = {}
+    for record in records:
+        grouped.setdefault(record.sample, []).append(record)
+    return grouped
+
+
 def winners(records: Sequence[Record], tolerance: float = 1e-9) -> dict[str, list[str]]:
     """Per input, the map methods (not OptBox) with the lowest finite LSC, ties all counted (as Win %)."""
     best: dict[str, list[str]] = {}
-    for sample in dict.fromkeys(r.sample for r in records):
-        scored = [r for r in records if r.sample == sample and r.method != OPTBOX and np.isfinite(r.lsc)]
+    for sample, chosen in _by_sample(records).items():
+        scored = [r for r in chosen if r.method != OPTBOX and np.isfinite(r.lsc)]
         if scored:
             low = min(r.lsc for r in scored)
             best[sample] = [r.method for r in scored if r.lsc <= low + tolerance]
@@ -108,8 +116,7 @@ def _gallery(records: Sequence[Record], source: Source | None = None, scores: Wo
     methods = list(dict.fromkeys(r.method for r in records))
     won = winners(records)
     inputs = []
-    for sample in dict.fromkeys(r.sample for r in records):
-        chosen = [r for r in records if r.sample == sample]
+    for sample, chosen in _by_sample(records).items():
         entry: dict = {"id": str(sample), "label": int(chosen[0].label), "winners": won.get(sample, [])}
         if source is not None:
             entry["image"] = source(sample, None)

@@ -21,24 +21,28 @@ import pickle
 import time
 import traceback
 from dataclasses import dataclass, field, fields, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from smugir.errors import InputError, SmugError
+from smugir.datasets import check_unique
+from smugir.errors import InputError, OutputError, SmugError, printable
 from smugir.evaluation.baselines import GradientCache, Setting
 from smugir.evaluation.comparison import Comparison, Record, score_method
 from smugir.evaluation.gallery import GALLERY, input_thumbnail, map_thumbnail, picture_name
 from smugir.executor import run_tasks
 from smugir.exporters.files import write_atomically, write_text
-from smugir.exporters.results import ResultsFile, locked_folder
+from smugir.exporters.results import Layout, ResultsFile, read_json, results_folder
+from smugir.identity import file_digest, input_digest
 
 RECORDS = "records.jsonl"
 SETTINGS = "run.json"
 MAPS = "maps"
 MISCLASSIFIED = "misclassified"  # the status of an input skipped by `only_correct`
+DONE = ("done", MISCLASSIFIED)  # the statuses of a finished line; any other (error, unknown, damaged) is computed again
+LAYOUT = Layout(RECORDS, (SETTINGS,), (MAPS, GALLERY))
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ class RunReport:
     computed: int  # (input, method) pairs computed by this run
     reused: int  # recorded by an earlier run
     seconds: float
+    recomputed: int = 0  # inputs recorded by an earlier run but computed again (other content, a damaged line)
 
 
 Advance = Callable[[str, int, bool], None]  # (what finished, method runs finished, whether its input is done)
@@ -217,36 +222,46 @@ def run_evaluation(
     identity: dict[str, Any] | None = None,
     replace_other: bool = False,
     compute: bool = True,
+    then: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """Score `methods` on every photo not yet recorded in `out`; the records of all of them back.
 
     `identity` (model hash, preprocessing, ...) and, for the SMUG methods, SMUG's options define a
     method's results: every line carries the digest of its settings (described in run.json). A
     rerun whose settings differ for results already recorded is refused, or with `replace_other`
-    recomputes those results. `compute=False` only reads what is recorded."""
+    recomputes those results. Every line also carries its input's content digest: a result of
+    other content under the same id (another dataset, an edited image) is computed again.
+    `compute=False` only reads what is recorded; `then(report)` runs still holding the folder's
+    lock (the files derived from the records)."""
     out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"cannot create {str(out)!r}: the folder {str(out.parent)!r} does not exist")
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
-    (out / MAPS).mkdir(parents=True, exist_ok=True)
-    (out / GALLERY).mkdir(exist_ok=True)
-    with locked_folder(out, "eval"):
-        return _run_locked(plan, photos, methods, out, workers, scheduler, progress, identity, replace_other, compute)
+    check_unique([photo.id for photo in photos])
+    with results_folder(out, LAYOUT, "eval"):
+        report = _run_locked(plan, photos, methods, out, workers, scheduler, progress, identity, replace_other, compute)
+        if then is not None:
+            then(report)
+        return report
 
 
 def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out: Path, workers: int, scheduler: str | None,
                 progress: Progress | None, identity: dict[str, Any] | None, replace_other: bool, compute: bool) -> RunReport:
     identity = dict(identity or {})
-    digests = {m: _remember(out, _settings_of(identity, plan, m)) for m in (*methods, MISCLASSIFIED)}
-    results = ResultsFile(out / RECORDS)
-    ids = {photo.id for photo in photos}
-    current = {i: line for i, line in results.records.items() if line.get("status") != "error" and line.get("sample") in ids}
-    stale = {i for i, line in current.items() if line.get("method", MISCLASSIFIED) in digests
+    described = _described(out)
+    every = {m: _settings_of(identity, plan, m) for m in (*methods, MISCLASSIFIED)}
+    digests = {m: _digest(settings) for m, settings in every.items()}
+    inputs = {photo.id: _photo_digest(photo) for photo in photos}
+    results = ResultsFile(out / RECORDS, partial(_sound_line, inputs))
+    current = {i: line for i, line in results.records.items() if line["status"] in DONE}
+    changed = {i for i, line in current.items() if line.get("input_sha256") != inputs[line["sample"]]}
+    stale = {i for i, line in current.items() if i not in changed and line.get("method", MISCLASSIFIED) in digests
              and line.get("settings") != digests[line.get("method", MISCLASSIFIED)]}
     if stale and not replace_other:
-        _refuse(out, stale, current, digests)
-    done = set(current) - stale
+        _refuse(out, stale, current, every, described)
+    new = {digest: every[m] for m, digest in digests.items() if digest not in described}
+    if new and compute:  # after the checks: a refused run leaves run.json as it was
+        write_text(out / SETTINGS, json.dumps({**described, **new}, indent=1, sort_keys=True) + "\n", force=True)
+    done = set(current) - stale - changed
     tasks = []
     for photo in photos:
         if record_id(photo.id, MISCLASSIFIED) in done:
@@ -254,6 +269,8 @@ def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out
         missing = tuple(m for m in methods if record_id(photo.id, m) not in done)
         if missing and compute:
             tasks.append((photo, missing))
+    suspect = changed | {i for i, line in results.records.items() if line["status"] not in (*DONE, "error")}
+    redone = {results.records[i]["sample"] for i in suspect} & {photo.id for photo, _ in tasks}
     runs = sum(len(missing) for _, missing in tasks)
     advance = progress(len(tasks), runs) if progress else (lambda what, count, photo_done: None)
     left = {photo.id: len(missing) for photo, missing in tasks}
@@ -266,6 +283,7 @@ def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out
         record = dict(result.record)
         sample = record["sample"]
         record["settings"] = digests[record.get("method", MISCLASSIFIED)]
+        record["input_sha256"] = inputs[sample]
         if result.image is not None:
             _save_array(out / MAPS / f"{sample}.npy", result.image)
         if result.map is not None:
@@ -296,7 +314,7 @@ def _run_locked(plan: Plan, photos: Sequence[Photo], methods: Sequence[str], out
     else:
         parallel = replace(plan, session_threads=1)  # one onnxruntime thread per worker: no oversubscription
         run_tasks(evaluate_photo, [(parallel, photo, missing) for photo, missing in tasks], returned, lost, workers, scheduler)
-    return _report(results, photos, methods, computed, failed, time.perf_counter() - clock)
+    return _report(results, photos, methods, computed, failed, time.perf_counter() - clock, len(redone))
 
 
 def _save_array(path: Path, array: np.ndarray) -> Path:
@@ -317,35 +335,45 @@ def _settings_of(identity: dict[str, Any], plan: Plan, method: str) -> dict[str,
     return json.loads(json.dumps(settings, sort_keys=True, default=str))
 
 
-def _remember(out: Path, settings: dict[str, Any]) -> str:
+def _digest(settings: dict[str, Any]) -> str:
     """The digest of `settings`, described in run.json (digest -> settings) for people and for `_refuse`."""
-    text = json.dumps(settings, sort_keys=True)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    known = _described(out)
-    if digest not in known:
-        known[digest] = settings
-        write_text(out / SETTINGS, json.dumps(known, indent=1, sort_keys=True) + "\n", force=True)
-    return digest
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def _photo_digest(photo: Photo) -> str | None:
+    """The input's content: the array's values, or the image file's bytes (streamed)."""
+    return input_digest(photo.x) if photo.path is None else file_digest(photo.path)
+
+
+def _sound_line(inputs: dict[str, str | None], line: dict[str, Any]) -> dict[str, Any] | None:
+    """A records line of an input of this run, as recorded; a line of other types than smugir
+    writes (hand-edited, damaged) or of an unknown status is kept as "damaged": computed again."""
+    sample, status = line.get("sample"), line.get("status")
+    if not isinstance(sample, str) or sample not in inputs:
+        return None
+    sound = isinstance(status, str) and isinstance(line.get("settings", ""), str) and isinstance(line.get("method", ""), str)
+    if sound and status == "done":
+        try:
+            record_from_line(line)
+        except (TypeError, ValueError, KeyError, OverflowError):
+            sound = False
+    return line if sound else {**line, "status": "damaged"}
 
 
 def _described(out: Path) -> dict[str, Any]:
     path = out / SETTINGS
-    if not path.exists():
+    if not os.path.lexists(path):
         return {}
-    try:
-        known = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{str(path)!r} is not a smugir run file; choose another --out") from None
-    if not isinstance(known, dict):
-        raise InputError(f"{str(path)!r} is not a smugir run file; choose another --out")
+    known = read_json(path, "a smugir run file")
+    if not isinstance(known, dict) or not all(isinstance(v, dict) for v in known.values()):
+        raise OutputError(f"{printable(repr(str(path)))} is not a smugir run file (digest -> settings); choose another --out")
     return known
 
 
-def _refuse(out: Path, stale: set[str], current: dict[str, dict], digests: dict[str, str]) -> None:
-    known = _described(out)
+def _refuse(out: Path, stale: set[str], current: dict[str, dict], every: dict[str, dict], known: dict[str, Any]) -> None:
     line = current[sorted(stale)[0]]
     method = line.get("method", MISCLASSIFIED)
-    before, now = known.get(line.get("settings"), {}), known.get(digests[method], {})
+    before, now = known.get(line.get("settings"), {}), every[method]
     changed = _changed(before, now) or ["settings"]
     methods = sorted({current[i].get("method", MISCLASSIFIED) for i in stale})
     raise InputError(f"{str(out)!r} holds {len(stale)} results ({', '.join(methods)}) made with other settings "
@@ -364,7 +392,7 @@ def _changed(before: dict[str, Any], now: dict[str, Any], prefix: str = "") -> l
 
 
 def _report(results: ResultsFile, photos: Sequence[Photo], methods: Sequence[str], computed: int, failed: list[dict[str, Any]],
-            seconds: float) -> RunReport:
+            seconds: float, redone: int) -> RunReport:
     order = {photo.id: number for number, photo in enumerate(photos)}
     lines = [line for line in results.records.values() if line.get("sample") in order]
     lines.sort(key=lambda line: (order[line["sample"]], list(methods).index(line["method"]) if line.get("method") in methods else -1))
@@ -376,6 +404,7 @@ def _report(results: ResultsFile, photos: Sequence[Photo], methods: Sequence[str
         computed=computed,
         reused=len(records) - computed,
         seconds=seconds,
+        recomputed=redone,
     )
 
 

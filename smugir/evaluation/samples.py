@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smugir.datasets import archive_entry, clean_id, index_ids, read_dataset
+from smugir.datasets import archive_entry, index_ids, read_dataset, unique_ids
 from smugir.errors import InputError
 from smugir.evaluation.run import Photo
 from smugir.inputs import IMAGE_SUFFIXES, normalise_pixels
@@ -107,7 +107,7 @@ def load_photos(
         if not files:
             raise InputError(f"folder {str(spec)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         labels = [_label_of(p) if label_from_name else None for p in files]
-        photos = [Photo(clean_id(p.stem), label, path=str(p.resolve())) for p, label in zip(files, labels)]
+        photos = [Photo(id, label, path=str(p.resolve())) for id, p, label in zip(unique_ids(files), files, labels)]
     else:
         if label_from_name:
             raise InputError("--label-from-name reads labels from image file names; the dataset is not a folder of images")
