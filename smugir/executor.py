@@ -13,6 +13,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.parse
@@ -137,6 +138,11 @@ def connect(scheduler: str, seconds: float | None = None):
         raise MissingDependencyError("--scheduler needs dask.distributed: pip install 'smugir[dist]'") from None
     address = parse_scheduler(scheduler)
     seconds = CONNECT_SECONDS if seconds is None else seconds
+    parts = urllib.parse.urlsplit(address)
+    try:  # first a plain TCP connection: refused or unreachable is said as such, at once
+        socket.create_connection((parts.hostname, parts.port), timeout=seconds).close()
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address!r}: {printable(exc.strerror or exc) or type(exc).__name__}") from None
     outcome: dict[str, Any] = {}
 
     def ask() -> None:  # in a thread of its own: the caller may be inside an event loop (Jupyter)
@@ -164,10 +170,10 @@ def connect(scheduler: str, seconds: float | None = None):
 
 
 async def _identity(address: str, seconds: float) -> Any:
-    """The scheduler's answer to `identity`: connect, ask, read, each within `seconds`."""
+    """The scheduler's answer to `identity`: connect (with Dask's handshake), ask, read, each within `seconds`."""
     from distributed.comm import connect as open_comm
 
-    comm = await asyncio.wait_for(open_comm(address, timeout=seconds), seconds)
+    comm = await asyncio.wait_for(open_comm(address, timeout=seconds), seconds + 1.0)
     try:
         await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), seconds)
         return await asyncio.wait_for(comm.read(), seconds)
