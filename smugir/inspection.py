@@ -10,9 +10,9 @@ from smugir.firstlayer import first_layer
 from smugir.model import load_model
 
 
-def inspect_model(path: str | os.PathLike) -> dict:
+def inspect_model(path: str | os.PathLike, output: str | None = None) -> dict:
     """A JSON-ready summary: inputs, outputs, opset, op sequence, folded preprocessing, first layer."""
-    model = load_model(path)
+    model = load_model(path, output)
     layer = first_layer(model)
     initializers = {t.name for t in model.proto.graph.initializer}
     return {

@@ -7,7 +7,24 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from smugir.budget import elements
 from smugir.errors import SmugError, UnsupportedModelError
+
+
+def declared_bytes(proto: onnx.ModelProto) -> int:
+    """Every tensor the graph declares (inputs, shape-inference results, outputs), at batch 1: an
+    upper bound on one run's memory, known before onnxruntime allocates any of it."""
+    graph = proto.graph
+    total = 0
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor_type = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor_type.shape.dim]
+        try:
+            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).itemsize if tensor_type.elem_type else 4
+        except (KeyError, TypeError, ValueError):  # a sequence, map or unknown type: counted as float32
+            itemsize = 4
+        total += elements(dims) * itemsize
+    return total
 
 
 _session_threads = 0  # onnxruntime's default: one thread per physical core
@@ -32,6 +49,9 @@ def make_session(proto: onnx.ModelProto | bytes, optimize: bool = False) -> ort.
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.intra_op_num_threads = _session_threads
+    # Idle threads sleep instead of spinning: on a shared 2-core machine spinning doubled the CPU
+    # seconds of a gradient point (EfficientNet-Lite0, 0.20 -> 0.12 s; benchmarks/bench_attribution.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         data = proto if isinstance(proto, bytes) else proto.SerializeToString()  # bytes: serialised once for several sessions
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])

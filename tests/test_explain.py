@@ -285,3 +285,23 @@ def test_a_nan_margin_is_bad_input(capsys):
     digit = str(DATA.parent.parent / "examples" / "data" / "mnist_test_2.png")
     assert main(["explain", str(MNIST), digit, "--method", "network", "--margin", "nan"]) == 2
     assert "margin must be a finite number" in capsys.readouterr().err
+
+
+def test_report_timings_account_for_the_whole_run():
+    """A fresh `smug explain` process: every phase timed, imports and loading included, nothing unaccounted."""
+    import subprocess
+    import sys
+    import time
+
+    model, image = DATA / "mnist" / "mnist-net_256x2.onnx", DATA.parent.parent / "examples" / "data" / "mnist_test_2.png"
+    clock = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "smugir", "explain", str(model), str(image), "--json"], capture_output=True, text=True)
+    wall = time.perf_counter() - clock
+    assert done.returncode == 0, done.stderr
+    timings = json.loads(done.stdout)["timings_seconds"]
+    for phase in ("imports", "load", "first_layer", "classify", "gradient_graph", "ig", "build", "solve", "verify", "total"):
+        assert phase in timings, phase
+    assert timings["imports"] > 0.05 and timings["load"] > 0.001  # neither reads 0.00
+    phases = sum(v for k, v in timings.items() if k != "total")
+    assert abs(phases - timings["total"]) <= 0.02 * timings["total"] + 0.01
+    assert timings["total"] <= wall  # the interpreter's own start is all that is left out

@@ -55,16 +55,18 @@ def _pysmt(problem, mode: str = "exact") -> Encoded:
     return Encoded(accepts, minimum)
 
 
-def _highs(highs: highspy.Highs, problem) -> Encoded:
-    """A HiGHS model whose first n columns are the units: rows evaluated as HiGHS judges a point."""
+def _highs(highs: highspy.Highs, problem, named: bool = False) -> Encoded:
+    """A HiGHS model of the units' columns (in order, or named c<u> when read from a file, where
+    HiGHS numbers columns by first appearance): rows evaluated as HiGHS judges a point."""
     lp = highs.getLp()
     matrix = lp.a_matrix_
     layout = sparse.csr_array if matrix.format_ == highspy.MatrixFormat.kRowwise else sparse.csc_array
     a = layout((matrix.value_, matrix.index_, matrix.start_), shape=(lp.num_row_, lp.num_col_))
     tolerance = highs.getOptionValue("primal_feasibility_tolerance")[1]
+    column = [int(name[1:]) for name in lp.col_names_] if named else list(range(lp.num_col_))  # unit of each column
 
     def accepts(mask):
-        activity = a @ np.asarray(mask, dtype=np.float64)
+        activity = a @ np.asarray(mask, dtype=np.float64)[column]
         return bool(np.all(activity >= np.asarray(lp.row_lower_) - tolerance) and np.all(activity <= np.asarray(lp.row_upper_) + tolerance))
 
     def minimum():
@@ -72,7 +74,9 @@ def _highs(highs: highspy.Highs, problem) -> Encoded:
         if highs.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
             return None
         assert highs.getModelStatus() == highspy.HighsModelStatus.kOptimal
-        return float(problem.weights @ (np.asarray(highs.getSolution().col_value[: problem.n_units]) > 0.5))
+        kept = np.zeros(problem.n_units, dtype=bool)
+        kept[column] = np.asarray(highs.getSolution().col_value) > 0.5
+        return float(problem.weights @ kept)
 
     return Encoded(accepts, minimum)
 
@@ -167,7 +171,8 @@ def _milp_file(problem, suffix: str) -> Encoded:
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.readModel(str(path))
-    return _highs(highs, problem)
+    assert highs.getLp().num_col_ == problem.n_units
+    return _highs(highs, problem, named=True)
 
 
 ENCODERS = {

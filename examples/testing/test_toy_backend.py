@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from smugir.solve import Solution
-from smugir.testing import KitFailure, check_backend, mask_problems, masking_problems
+from smugir.testing import KitFailure, check_backend, mask_problems, masking_problems, tie_problems
 
 PROBLEMS = masking_problems(max_units=8)  # random, tie-heavy and model-made problems of up to 8 units
 
@@ -66,5 +66,5 @@ def greedy_claims_optimal(problem, timeout):
 @pytest.mark.parametrize("wrong", [forgets_the_last_row, greedy_claims_optimal])
 def test_the_kit_catches_wrong_backends(wrong):
     with pytest.raises(KitFailure) as caught:
-        check_backend(wrong, mask_problems(max_units=8), max_examples=100)
+        check_backend(wrong, tie_problems(max_units=5) | mask_problems(max_units=5), max_examples=100)
     print(caught.value)  # the shrunk counter-example, what was expected and what the backend said
