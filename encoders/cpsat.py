@@ -15,7 +15,6 @@ relaxed optimum fails the exact check (a row met within 2^-30 of its bound).
 from __future__ import annotations
 
 import atexit
-import collections
 import itertools
 import json
 import pickle
@@ -75,7 +74,7 @@ class CpSatResult:
     seconds: float
 
 
-ERROR_LINES = 20  # the last lines of the child's stderr kept for an error message
+ERROR_BYTES = 4096  # the end of the child's stderr kept for an error message
 
 
 class _Child:
@@ -86,7 +85,7 @@ class _Child:
         self.process = subprocess.Popen(python_module_command("smugir.encoders.cpsat_child"), env=child_environment(),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: queue.Queue = queue.Queue()
-        self.errors: collections.deque[bytes] = collections.deque(maxlen=ERROR_LINES)
+        self.stderr_tail = b""
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self.drain = threading.Thread(target=self._drain, daemon=True)
@@ -97,8 +96,8 @@ class _Child:
             self.lines.put(line)
 
     def _drain(self) -> None:
-        for line in self.process.stderr:
-            self.errors.append(line[-1000:])
+        while chunk := self.process.stderr.read1(1 << 16):  # in chunks: a line may have no end
+            self.stderr_tail = (self.stderr_tail + chunk)[-ERROR_BYTES:]
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -117,7 +116,7 @@ class _Child:
         """The child's last stderr line (once it ended), else its exit code."""
         if not self.alive():
             self.drain.join(timeout=GRACE)
-        lines = [text for line in self.errors if (text := line.decode(errors="replace").strip())]
+        lines = self.stderr_tail.decode(errors="replace").strip().splitlines()
         return lines[-1] if lines and not self.alive() else str(self.process.returncode)
 
     def close(self, kill: bool = False) -> None:
