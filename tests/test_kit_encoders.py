@@ -20,7 +20,7 @@ from pysat.solvers import Solver
 from scipy import sparse
 
 import external_solvers
-from smugir.encoders.cpsat import integer_rows
+from smugir.encoders.cpsat import integer_rows, solve_cpsat
 from smugir.encoders.milp import STRICT_MARGIN, MilpModel
 from smugir.encoders.pysmt import encode, encode_network, minimise
 from smugir.exporters.milp import write_milp
@@ -86,8 +86,15 @@ def _milp(problem, margin: float) -> Encoded:
 
 
 def _cpsat_rows(problem, relaxed: bool) -> Encoded:
+    """CP-SAT's integer rows, evaluated; their optimum from CP-SAT itself."""
     rows, right = integer_rows(problem, relaxed)
-    return Encoded(lambda mask: bool(np.all(rows @ np.asarray(mask, dtype=np.int64) >= right)))
+
+    def minimum():
+        result = solve_cpsat(problem, relaxed, 30.0)
+        assert result.status in ("optimal", "infeasible"), result
+        return result.objective
+
+    return Encoded(lambda mask: bool(np.all(rows @ np.asarray(mask, dtype=np.int64) >= right)), minimum)
 
 
 def _folder() -> Path:
