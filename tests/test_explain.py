@@ -309,9 +309,13 @@ def test_report_timings_account_for_the_whole_run():
 
 def test_a_run_is_reused_only_for_the_same_model_and_input(mnist_model, monkeypatch):
     """Vacuity and verification run x and the baseline several times; onnxruntime sees each once."""
+    from collections import OrderedDict
+
+    import smugir.verify as verify
     from smugir.firstlayer import first_layer
     from smugir.verify import run_with_preactivations
 
+    monkeypatch.setattr(verify, "_RECENT_RUNS", OrderedDict())  # runs of earlier tests on the same model
     model = mnist_model
     layer = first_layer(model)
     calls = []
