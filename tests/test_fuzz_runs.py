@@ -308,3 +308,22 @@ def test_a_failing_eval_leaves_nothing_and_a_refused_rerun_changes_nothing(tmp_p
 def test_odd_option_values_are_one_line(argv):
     code, _, err = _run(argv)
     _one_line(code, err, argv[0])
+
+
+def test_a_sentence_longer_than_the_model_reads_is_refused_not_cut():
+    text = Path(__file__).parent.parent / "examples" / "text"
+    code, _, err = _run(["explain", text / "polarity_cnn.onnx", " ".join(["fine"] * 20_000), "--vocab", text / "vocab.txt"])
+    _one_line(code, err, "explain")
+    assert "20000 words but the model reads at most" in err
+
+
+def test_an_lsc_that_is_not_a_number_is_shown_as_such():
+    from smugir.evaluation.comparison import Record, summarize
+    from smugir.evaluation.report import summary_rows
+
+    def record(sample: str, lsc: float) -> Record:
+        return Record("m", sample, 0, "ig", lsc, 0.1, 0.0, None, 0.1, 1.0)
+
+    rows = summarize([record("0", float("inf")), record("1", float("inf")), record("2", float("nan"))])
+    cells = summary_rows(rows)[1][0]
+    assert "nan" not in " ".join(cells) and ("inf" in cells[2] or "n/a" in cells[2]), cells
