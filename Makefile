@@ -11,7 +11,7 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip==26.3
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
-	$(PY) -m pip install --quiet --constraint constraints.txt -e ".[test,eval,dist,torch,notebooks,browser]"
+	$(PY) -m pip install --quiet --constraint constraints.txt -e ".[testing,test,eval,dist,torch,notebooks,browser]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

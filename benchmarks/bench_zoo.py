@@ -11,7 +11,8 @@ architecture at a time. Each export is then read (`smug inspect`) and explained 
 at its defaults: top-k 32, gamma 0.5, pixel units, HiGHS) on an ImageNet photo of
 examples/imagenet/, resized to the model's input and normalised with ImageNet's mean and std, in
 a fresh process of its own, one at a time (the machine may be shared): the seconds are that
-process's wall time (imports included), the memory its peak resident set (getrusage). The table
+process's wall time (imports included), CPU seconds its user + system time (all threads; the
+figure to compare on a loaded machine), the memory its peak resident set (getrusage). The table
 is printed as Markdown, for the README's "Supported architectures".
 """
 
@@ -68,7 +69,8 @@ def child(model: str, photo: str, out: str) -> None:
     inspected = main(["inspect", model])
     code = main(["explain", model, photo, "--mean", MEAN, "--std", STD, "--out", out, "--no-html", "--force"]) if inspected == 0 else None
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"inspect": inspected, "explain": code, "seconds": time.perf_counter() - started, "peak_mb": usage.ru_maxrss / 1024}))
+    print(json.dumps({"inspect": inspected, "explain": code, "seconds": time.perf_counter() - started,
+                      "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}))
 
 
 def explain_export(path: Path, photo: Path, timeout: float) -> dict:
@@ -88,7 +90,7 @@ def explain_export(path: Path, photo: Path, timeout: float) -> dict:
         except (IndexError, json.JSONDecodeError):
             return {"read": "?", "explained": "no", "status": f"crashed: {done.stderr.strip().splitlines()[-1:]}", "seconds": wall}
         errors = [line for line in done.stderr.splitlines() if line.startswith("smug")]
-        result = {"read": "yes" if row["inspect"] == 0 else "no", "seconds": wall, "peak_mb": row["peak_mb"]}
+        result = {"read": "yes" if row["inspect"] == 0 else "no", "seconds": wall, "cpu": row["cpu"], "peak_mb": row["peak_mb"]}
         report = out / "report.json"
         if row["explain"] is None or not report.exists():
             return {**result, "explained": "no", "status": (errors or ["refused"])[-1][:140]}
@@ -105,11 +107,11 @@ def explain_export(path: Path, photo: Path, timeout: float) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| architecture | exporter | read | explained | status | seconds | IG s | peak MB |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| architecture | exporter | read | explained | status | seconds | CPU s | IG s | peak MB |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ig = r.get("timings", {}).get("ig")
         lines.append(
-            f"| {r['family']} | {r['exporter']} | {r['read']} | {r['explained']} | {r['status']} | {r['seconds']:.0f} | "
+            f"| {r['family']} | {r['exporter']} | {r['read']} | {r['explained']} | {r['status']} | {r['seconds']:.0f} | {r.get('cpu', 0):.0f} | "
             f"{'-' if ig is None else f'{ig:.0f}'} | {r.get('peak_mb', 0):.0f} |"
         )
     return "\n".join(lines)

@@ -56,7 +56,8 @@ class MilpModel:
         """All rows in one call, straight from the problem's CSR arrays (no dense row is ever made)."""
         columns = self._add_columns(problem.weights, np.zeros(self.n_units), np.ones(self.n_units), integer=True)
         a = problem.coefficients
-        scale = np.maximum(problem.row_scale(), 1e-300)
+        scale = problem.row_scale()
+        scale = np.where(scale > 0, scale, 1.0)  # a row 0 > b keeps its bound (1e-300 made it 1e300: "infinite", dropped)
         values = a.data / np.repeat(scale, np.diff(a.indptr))
         closed, integral = problem.closed_bounds()
         lower = closed / scale + np.where(integral, 0.0, margin)

@@ -32,6 +32,9 @@ def make_session(proto: onnx.ModelProto | bytes, optimize: bool = False) -> ort.
     options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     options.intra_op_num_threads = _session_threads
+    # Idle threads sleep instead of spinning: on a shared 2-core machine spinning doubled the CPU
+    # seconds of a gradient point (EfficientNet-Lite0, 0.20 -> 0.12 s; benchmarks/bench_attribution.py).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         data = proto if isinstance(proto, bytes) else proto.SerializeToString()  # bytes: serialised once for several sessions
         return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])

@@ -11,7 +11,6 @@ from pathlib import Path
 import highspy
 import numpy as np
 import pytest
-from builders import exhaustive_minimum, mask_problems, network_problems
 from conftest import DATA
 from hypothesis import given, settings
 from pysmt.smtlib.parser import SmtLibParser
@@ -23,6 +22,7 @@ from smugir.exporters.instance_files import export_family, export_problem
 from smugir.exporters.smtlib import smtlib_text
 from smugir.instance_status import decision_status, encoding_for, find_optimum
 from smugir.problem import MaskProblem
+from smugir.testing import exhaustive_minimum, mask_problems, network_problems
 
 MNIST = DATA / "mnist" / "mnist-net_256x2.onnx"
 SAMPLES = DATA / "mnist" / "mnist_test_samples.npz"

@@ -1,6 +1,6 @@
 """What exporters emit around the first layer, on random small models, against onnxruntime.
 
-Each model is drawn by `builders.exporter_models`: constant subgraphs computing a Pad's pads (the
+Each model is drawn by `smugir.testing.exporter_models`: constant subgraphs computing a Pad's pads (the
 torch "same"-padding pattern, with Shape/Gather of the data), constant-mode Pad before or after a
 normalisation with zero and non-zero values, BatchNormalization after the linear op, and each
 activation in the opset form exporters write. The reader's pre-activations and activations must
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from builders import exporter_models
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smugir.firstlayer import CONSTANT_ELEMENT, ConvLayer, first_layer
 from smugir.model import expose_outputs, load_model, make_session
+from smugir.testing import exporter_models
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

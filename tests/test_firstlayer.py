@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from builders import conv_models, dense_models, first_layer_models
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smugir.firstlayer import ConvLayer, DenseLayer, first_layer
 from smugir.model import Model, load_model, make_session, suffix_model
+from smugir.testing import conv_models, dense_models, first_layer_models
 
 
 def _load(proto: onnx.ModelProto, tmp_path) -> Model:

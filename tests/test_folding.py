@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from builders import GraphBuilder, _weights
 from onnx import TensorProto, helper, numpy_helper
 
 from smugir.attribution import provider_for
@@ -14,17 +13,18 @@ from smugir.errors import UnsupportedModelError
 from smugir.firstlayer import first_layer
 from smugir.folding import ConstantFoldingError, check_against_onnxruntime, fold_constants
 from smugir.model import load_model, make_session
+from smugir.testing import GraphBuilder, random_weights
 
 
 def _model(b: GraphBuilder, t: str, tmp_path, input_shape=(1, 2, 5, 5), opset=17, name="m.onnx", conv=True):
     """... t -> Conv(2 -> 3, 3x3) or Flatten+Gemm -> Relu -> GlobalAveragePool/Flatten -> Gemm(3 -> 2)."""
     if conv:
-        pre = b.node("Conv", [t, b.const(_weights(b.rng, (3, input_shape[1], 3, 3)))], kernel_shape=[3, 3])
+        pre = b.node("Conv", [t, b.const(random_weights(b.rng, (3, input_shape[1], 3, 3)))], kernel_shape=[3, 3])
         flat = b.node("Flatten", [b.node("GlobalAveragePool", [b.node("Relu", [pre])])], axis=1)
     else:
-        pre = b.node("Gemm", [b.node("Flatten", [t], axis=1), b.const(_weights(b.rng, (3, int(np.prod(input_shape[1:])))))], transB=1)
+        pre = b.node("Gemm", [b.node("Flatten", [t], axis=1), b.const(random_weights(b.rng, (3, int(np.prod(input_shape[1:])))))], transB=1)
         flat = b.node("Relu", [pre])
-    out = b.node("Gemm", [flat, b.const(_weights(b.rng, (2, 3)))], transB=1)
+    out = b.node("Gemm", [flat, b.const(random_weights(b.rng, (2, 3)))], transB=1)
     graph = helper.make_graph(b.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
                               [helper.make_tensor_value_info(out, TensorProto.FLOAT, [input_shape[0], 2])], b.initializers)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
@@ -97,15 +97,15 @@ def test_input_times_itself_is_refused(tmp_path, capsys):
 
 def test_same_padding_with_dilation_is_refused_at_load(tmp_path, capsys):
     b = GraphBuilder(np.random.default_rng(0))
-    t = b.node("Conv", ["x", b.const(_weights(b.rng, (2, 2, 3, 3)))], kernel_shape=[3, 3], dilations=[2, 2], auto_pad="SAME_UPPER")
+    t = b.node("Conv", ["x", b.const(random_weights(b.rng, (2, 2, 3, 3)))], kernel_shape=[3, 3], dilations=[2, 2], auto_pad="SAME_UPPER")
     _refused(capsys, _model(b, t, tmp_path), "auto_pad SAME_UPPER with dilations [2, 2]")
 
 
 def test_matmul_with_a_broadcasting_bias_is_read_as_it_is(tmp_path, capsys):
     """A (10, 1) 'bias' after MatMul broadcasts the row to 10 rows: not a bias, so the pre-activation is the MatMul's."""
     b = GraphBuilder(np.random.default_rng(0))
-    pre = b.node("MatMul", ["x", b.const(_weights(b.rng, (4, 3)))])
-    out = b.node("MatMul", [b.node("Relu", [b.node("Add", [pre, b.const(np.ones((10, 1), np.float32))])]), b.const(_weights(b.rng, (3, 2)))])
+    pre = b.node("MatMul", ["x", b.const(random_weights(b.rng, (4, 3)))])
+    out = b.node("MatMul", [b.node("Relu", [b.node("Add", [pre, b.const(np.ones((10, 1), np.float32))])]), b.const(random_weights(b.rng, (3, 2)))])
     graph = helper.make_graph(b.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info(out, TensorProto.FLOAT, [10, 2])], b.initializers)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import exhaustive_minimum, mask_problems
 from conftest import DATA
 from hypothesis import given, settings
 from pysmt.environment import reset_env
@@ -21,6 +20,7 @@ from smugir.cli import main
 from smugir.exporters.instance_files import export_problem
 from smugir.problem import MaskProblem
 from smugir.solver_answers import Answer, judge, read_answer
+from smugir.testing import exhaustive_minimum, mask_problems
 
 MNIST = DATA / "mnist" / "mnist-net_256x2.onnx"
 SAMPLES = DATA / "mnist" / "mnist_test_samples.npz"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from builders import GraphBuilder, _weights
 from conftest import REAL_MODELS
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -16,6 +15,7 @@ from smugir.errors import UnsupportedOpError
 from smugir.firstlayer import first_layer
 from smugir.gradients import FiniteDifferences, GradientGraph, gradient_model
 from smugir.model import REORDERING_TOLERANCE, load_model, suffix_model, with_batch_of_one
+from smugir.testing import GraphBuilder, random_weights
 
 SMOOTH = ["Tanh", "Sigmoid", "SiLU"]
 KINKED = ["Relu", "LeakyRelu", "Clip", "ClipNoMin", "HardSigmoid", "HardSwish"]
@@ -37,7 +37,7 @@ def op_models(draw):
         m = group = c
     k, s, d = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
     pads = [draw(st.integers(0, 1)) for _ in range(4)]
-    t = b.node("Conv", [t, b.const(_weights(rng, (m, c // group, k, k))), b.const(rng.normal(size=m).astype(np.float32))],
+    t = b.node("Conv", [t, b.const(random_weights(rng, (m, c // group, k, k))), b.const(rng.normal(size=m).astype(np.float32))],
                kernel_shape=[k, k], strides=[s, s], dilations=[d, d], pads=pads, group=group)
     if draw(st.booleans()):
         scale, bias = rng.uniform(0.5, 2, m), rng.normal(size=m)
@@ -55,7 +55,7 @@ def op_models(draw):
             squeezed = b.node("GlobalAveragePool", [t])
         else:
             squeezed = b.node("ReduceMean", [t], axes=[2, 3], keepdims=1)
-        gate = b.node("Conv", [squeezed, b.const(_weights(rng, (m, m, 1, 1))), b.const(rng.normal(size=m).astype(np.float32))])
+        gate = b.node("Conv", [squeezed, b.const(random_weights(rng, (m, m, 1, 1))), b.const(rng.normal(size=m).astype(np.float32))])
         t = b.node("Mul", [t, b.node(draw(st.sampled_from(["Sigmoid", "HardSigmoid"])), [gate])])
     if draw(st.booleans()):
         t = b.node("Pad", [t, b.const(np.array([0, 0, 1, 0, 0, 0, 0, 1], np.int64))])
@@ -100,7 +100,7 @@ def _finish(b, t, c, size, matmul, softmax):
                               [helper.make_tensor_value_info(t, TensorProto.FLOAT, None)], b.initializers)
     inferred = onnx.shape_inference.infer_shapes(helper.make_model(probe, opset_imports=[helper.make_opsetid("", 17)]))
     features = inferred.graph.output[0].type.tensor_type.shape.dim[1].dim_value
-    w = _weights(b.rng, (features, 4))
+    w = random_weights(b.rng, (features, 4))
     if matmul:
         out = b.node("Add", [b.node("MatMul", [t, b.const(w)]), b.const(np.zeros(4, np.float32))])
     else:
@@ -176,7 +176,7 @@ def linear_convs(draw):
         attrs["dilations"] = [draw(st.integers(1, 2)) for _ in range(dims)]
     assume(all(i + sum(attrs.get("pads", [0, 0])[a::dims]) >= (k - 1) * d + 1 for a, (i, k, d) in
                enumerate(zip(spatial, attrs["kernel_shape"], attrs.get("dilations", [1] * dims)))))
-    weight = _weights(rng, (m, c // group, *attrs["kernel_shape"]))
+    weight = random_weights(rng, (m, c // group, *attrs["kernel_shape"]))
     conv = b.node("Conv", ["x", b.const(weight)], **attrs)
     window = conv_window(b.nodes[-1], weight.shape, spatial)
     features = m * int(np.prod([(i + pb + pe - ((k - 1) * d + 1)) // s + 1 for i, k, s, d, pb, pe in zip(
@@ -266,7 +266,7 @@ def _rule_model(op: str, seed: int = 0) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     b = GraphBuilder(rng)
     depthwise = op == "DepthwiseConv"
-    t = b.node("Conv", ["x", b.const(_weights(rng, (2, 1 if depthwise else 2, 3, 3))), b.const(rng.normal(size=2).astype(np.float32))],
+    t = b.node("Conv", ["x", b.const(random_weights(rng, (2, 1 if depthwise else 2, 3, 3))), b.const(rng.normal(size=2).astype(np.float32))],
                kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=2 if depthwise else 1)
     if op == "HardSigmoid":
         t = b.node(op, [t], alpha=0.3, beta=0.4)
@@ -285,7 +285,7 @@ def _rule_model(op: str, seed: int = 0) -> onnx.ModelProto:
     elif op == "ReduceSum":
         t = b.node(op, [t, b.const(np.array([2], np.int64))], keepdims=1)
     elif op == "SqueezeExcite":
-        gate = b.node("HardSigmoid", [b.node("Conv", [b.node("GlobalAveragePool", [t]), b.const(_weights(rng, (2, 2, 1, 1)))])])
+        gate = b.node("HardSigmoid", [b.node("Conv", [b.node("GlobalAveragePool", [t]), b.const(random_weights(rng, (2, 2, 1, 1)))])])
         t = b.node("Mul", [t, gate])
     t = b.node("Flatten", [b.node("Dropout", [t])], axis=1)
     return _finish(b, t, 2, 8, False, False)

@@ -24,7 +24,7 @@ KERNEL = "smugir-test"
 
 @pytest.fixture
 def kernel_manager(tmp_path, monkeypatch):
-    """A kernel running sys.executable, with Jupyter's and IPython's state in the temp folder."""
+    """A kernel running sys.executable, with Jupyter's and IPython's state in the temp folder; shut down after."""
     for variable, folder in [("JUPYTER_RUNTIME_DIR", "runtime"), ("JUPYTER_CONFIG_DIR", "config"),
                              ("JUPYTER_DATA_DIR", "data"), ("IPYTHONDIR", "ipython")]:
         (tmp_path / folder).mkdir()
@@ -36,7 +36,10 @@ def kernel_manager(tmp_path, monkeypatch):
         "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "smugir test kernel", "language": "python",
     }))
-    return KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]))
+    manager = KernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")]))
+    yield manager
+    if manager.has_kernel:  # nbclient leaves a kernel it did not start running
+        manager.shutdown_kernel(now=True)
 
 
 def test_the_notebooks_are_committed_without_large_outputs():

@@ -14,24 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from builders import exhaustive_minimum, mask_problems
 
 from smugir.incumbent import incumbent, reduced_cost_fixing, relaxation
 from smugir.presolve import _cardinality_rows, presolve
 from smugir.problem import MaskProblem
 from smugir.solve import STRENGTHENED, SolveProgress, solve
-
-
-@st.composite
-def tie_problems(draw):
-    """Small integer coefficients and bounds: rows met with equality are common."""
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    n, k = draw(st.integers(1, 10)), draw(st.integers(1, 5))
-    coefficients = rng.integers(-2, 4, size=(k, n)).astype(float)
-    coefficients[:, rng.random(n) < 0.2] = 0.0  # some units that never matter
-    bounds = rng.integers(-1, 4, size=k).astype(float)
-    weights = np.ones(n) if draw(st.booleans()) else rng.integers(0, 3, size=n).astype(float)
-    return MaskProblem(coefficients, bounds, weights, {})
+from smugir.testing import exhaustive_minimum, mask_problems, tie_problems
 
 
 any_problems = st.one_of(mask_problems(), tie_problems())

@@ -6,28 +6,28 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from builders import exhaustive_minimum, mask_problems, network_problems
 
 from smugir.errors import InputError, SolverError
 from smugir.problem import MaskProblem
 from smugir.solve import solve
+from smugir.solvers import registry
+from smugir.testing import check_backend, check_backend_answer, exhaustive_minimum, mask_problems, masking_problems, network_problems
 
-BACKENDS = ["highs", "cpsat", "portfolio", "z3", "pysmt:z3", "z3-optimize"]
+BACKENDS = [*registry.BACKENDS, "pysmt:z3"]  # every backend smugir has: a new one is checked here by its registry line
+NETWORK_BACKENDS = [name for name in BACKENDS if name not in registry.FIRST_LAYER_ONLY]
 
 
-@settings(max_examples=40, deadline=None)
-@given(problem=mask_problems())
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_backends_match_brute_force(backend, problem):
-    best, _ = exhaustive_minimum(problem)
-    (solution,) = solve(problem, backend)
-    if best is None:
-        assert solution.status == "infeasible"
-    else:
-        assert solution.status == "optimal"
-        assert problem.is_satisfied(solution.mask)
-        assert solution.objective == pytest.approx(best) and solution.bound == pytest.approx(best)
+def test_backends_match_brute_force(backend):
+    """Random, tie-heavy and model-made problems (smugir.testing): every mask exact, every claim true,
+    and every answer proven, except by HiGHS on ties: a relaxation whose optimum fails the strict
+    check leaves it "feasible" or "unknown" (see test_highs_claims_optimal_only_when_the_relaxation_proves_it)."""
+    check_backend(lambda problem, timeout: solve(problem, backend, timeout=timeout), masking_problems(), max_examples=40,
+                  proven=backend != "highs")
+
+
+def test_highs_proves_problems_without_ties():
+    check_backend(lambda problem, timeout: solve(problem, "highs", timeout=timeout), mask_problems(), max_examples=40, proven=True)
 
 
 def test_exact_rational_mode_matches_brute_force():
@@ -44,24 +44,17 @@ def test_several_solutions_are_distinct_and_ordered():
     problem = MaskProblem(np.abs(rng.normal(size=(2, 10))), np.array([0.5, 0.5]), np.ones(10), {})
     for backend in ("highs", "z3"):
         found = solve(problem, backend, solutions=4)
-        masks = {tuple(np.flatnonzero(s.mask)) for s in found}
-        assert len(masks) == len(found) == 4
-        assert [s.objective for s in found] == sorted(s.objective for s in found)
-        assert all(problem.is_satisfied(s.mask) for s in found)
-        assert found[0].objective == exhaustive_minimum(problem)[0]
+        assert len(found) == 4 and [s.status for s in found] == ["optimal"] * 4
+        check_backend_answer(problem, found)  # distinct, feasible, each minimal among the rest
 
 
-@settings(max_examples=25, deadline=None)
-@given(problem=network_problems())
-@pytest.mark.parametrize("backend", ["highs", "z3"])
-def test_whole_network_backends_match_brute_force(backend, problem):
-    best, _ = exhaustive_minimum(problem)
-    (solution,) = solve(problem, backend)
-    if best is None:
-        assert solution.status == "infeasible"
-    else:
-        assert solution.status == "optimal" and solution.objective == best
-        assert problem.is_satisfied(solution.mask)
+@pytest.mark.parametrize("backend", NETWORK_BACKENDS)
+def test_whole_network_backends_match_brute_force(backend):
+    """z3's Optimize stalls on some of these (a 3-unit problem z3's cardinality search proves in
+    0.7 s runs into a 10 s limit): it is checked for sound answers within a short budget, unproven."""
+    proven = backend != "z3-optimize"
+    check_backend(lambda problem, timeout: solve(problem, backend, timeout=timeout), network_problems(),
+                  max_examples=25 if proven else 8, timeout=10.0 if proven else 1.0, proven=proven)
 
 
 def test_timeout_keeps_the_incumbent_and_returns_promptly():

@@ -10,7 +10,6 @@ import highspy
 import numpy as np
 import onnx
 import pytest
-from builders import first_layer_models, loaded_with_units
 from conftest import DATA, cifar_samples, resnet_inputs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +24,7 @@ from smugir.firstlayer import first_layer
 from smugir.model import load_model
 from smugir.problem import MaskProblem
 from smugir.solve import solve
+from smugir.testing import first_layer_models, loaded_with_units
 from smugir.units import input_layout, pixel_units
 
 

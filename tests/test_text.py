@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import exhaustive_minimum
 
 from smugir.cli import main
 from smugir.model import load_model
+from smugir.testing import exhaustive_minimum
 from smugir.text import Vocabulary, explain_sentence, prepare_sentence, text_model
 
 TEXT = Path(__file__).parent.parent / "examples" / "text"

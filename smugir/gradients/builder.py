@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnx.version_converter
 from onnx import TensorProto, helper, numpy_helper
 
 from smugir.convolution import node_attributes
 from smugir.errors import UnsupportedModelError, UnsupportedOpError
 from smugir.gradients.rules import NO_GRADIENT, RULES, SUPPORTED_OPS
 from smugir.gradients.shapes import TensorFacts
+from smugir.weightless import convert_version
 
 TARGETS = ("probability", "logit")
 GRAD_OPSET = 17  # the lowest opset the emitted nodes are written for (ScatterElements' reduction)
@@ -241,6 +241,6 @@ def _at_opset(model: onnx.ModelProto) -> onnx.ModelProto:
     if version >= GRAD_OPSET:
         return model
     try:
-        return onnx.version_converter.convert_version(model, GRAD_OPSET)
+        return convert_version(model, GRAD_OPSET)
     except Exception as exc:  # the converter raises several internal types
         raise UnsupportedModelError(f"cannot convert the model from opset {version} to {GRAD_OPSET} for the gradient graph: {exc}") from None

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnx.shape_inference
 from onnx import helper
 
 from smugir.errors import UnsupportedModelError
+from smugir.weightless import infer_shapes
 
 
 class TensorFacts:
@@ -24,7 +24,7 @@ class TensorFacts:
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.types: dict[str, int] = {}
         try:
-            inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+            inferred = infer_shapes(model, data_prop=True)
         except Exception:  # noqa: BLE001 (shape inference raises several internal types; the probe still knows)
             inferred = model
         graph = inferred.graph

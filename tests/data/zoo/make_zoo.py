@@ -299,6 +299,29 @@ ARCHS = [
 # ---------------------------------------------------------------- exporting
 
 
+def make_live(model: nn.Module, size: int) -> nn.Module:
+    """Random weights as a trained network has them, so the output depends on the input: weights
+    left at zero by the initialiser (ViT's and Mixer's heads, ViT's class token) drawn from
+    N(0, 0.02), and BatchNorm's running statistics measured on seeded random images (at their
+    initial mean 0 and variance 1 the activations of a deep random network die or blow up and
+    the logits come out constant). Deterministic: seeded, after torch.manual_seed(0)."""
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() > 1 and not parameter.abs().sum():
+                parameter.normal_(0.0, 0.02)
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if norms:
+            for norm in norms:
+                norm.reset_running_stats()
+                norm.momentum = None  # a cumulative average over the batches below
+            model.train()
+            images = torch.rand(4, 8, 3, size, size, generator=torch.Generator().manual_seed(2))
+            for batch in images:
+                model(batch)
+    return model.eval()
+
+
+
 def export_torch(model: nn.Module, size: int, exporter: str, path: Path) -> int:
     """Write MODEL with EXPORTER; check onnxruntime against torch on a seeded input; return the opset."""
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -393,6 +416,8 @@ def export_all(out: Path, full: bool, only: set[str] | None) -> list[dict]:
         for exporter in EXPORTERS:
             torch.manual_seed(0)
             model = (arch.full if full else arch.small)().eval()
+            if not full or arch.weights == "random":
+                model = make_live(model, size)
             path = out / f"{arch.name}_{exporter}.onnx"
             try:
                 opset = export_torch(model, size, exporter, path)
