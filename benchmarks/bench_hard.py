@@ -1,10 +1,13 @@
 """Hard masking problems: how often each backend proves the optimum within 1, 10 and 60 s.
 
     .venv/bin/python benchmarks/bench_hard.py [--models mnist-net_256x4,...] [--top-k 32,64]
-        [--limit N] [--backends highs,cpsat,portfolio] [--timeout 60] [--cache DIR]
+        [--limit N] [--gamma G] [--backends highs,cpsat,portfolio,scip,exact] [--timeout 60]
+        [--cache DIR] [--per-problem]
 
 The family: the bundled real samples (15 MNIST, 21 CIFAR) on mnist-net_256x4, mnist_relu_9_200,
-cifar10_small and resnet_2b; pixel units, IG ranking, top-k 32 and 64, gamma 0.5. Problems are
+cifar10_small and resnet_2b; pixel units, IG ranking, top-k 32 and 64, gamma 0.5 (`--gamma`).
+`--models efficientnet_lite0` adds the five photos of examples/imagenet on its EfficientNet-Lite0
+(50,176 pixel units; use --top-k 3000; IG over the stem takes ~25 CPU s and ~3 GB per photo). Problems are
 built once and cached as .npz in --cache (default /tmp/smugir-bench-hard), and so is every
 (backend, problem) run, so a bounded subset can be run now and more later. One run per backend and
 problem, with the largest checkpoint as its time limit; the progress trace (SolveProgress) gives
@@ -32,10 +35,18 @@ MODELS = {
     "mnist_relu_9_200": DATA / "mnist" / "mnist_relu_9_200.onnx",
     "cifar10_small": DATA / "cifar" / "cifar10_small.onnx",
     "resnet_2b": DATA / "cifar" / "resnet_2b.onnx",
+    "efficientnet_lite0": ROOT / "examples" / "imagenet" / "efficientnet_lite0.onnx",
 }
+PHOTOS = sorted((ROOT / "examples" / "imagenet").glob("*.jpg"))
 
 
-def samples(name: str) -> np.ndarray:
+def samples(name: str, model=None) -> list[np.ndarray]:
+    if name == "efficientnet_lite0":  # (RGB / 255 - 0.5) / 0.5, as examples/imagenet/README.md says
+        from smugir.inputs import load_input
+        from smugir.units import input_layout
+
+        layout = input_layout(model.input_shape)
+        return [load_input(str(p), model.input_shape, layout, mean=(0.5,) * 3, std=(0.5,) * 3) for p in PHOTOS]
     if name.startswith("mnist"):
         return np.load(DATA / "mnist" / "mnist_test_samples.npz")["images"].astype(np.float32)
     images = np.load(DATA / "cifar" / "cifar10_test_samples.npz")["images_nhwc"].astype(np.float32)
@@ -44,28 +55,38 @@ def samples(name: str) -> np.ndarray:
     return images
 
 
-def problems(names: list[str], top_ks: list[int], limit: int | None, cache: Path):
-    """(key, MaskProblem) for the chosen part of the family, built once and cached."""
+def problems(names: list[str], top_ks: list[int], limit: int | None, cache: Path, gamma: float):
+    """(key, MaskProblem) for the chosen part of the family, built once and cached (sparse)."""
+    import scipy.sparse
+
     from smugir.problem import MaskProblem
 
     for name in names:
-        images = samples(name)[:limit]
         model = None
+        if name == "efficientnet_lite0":
+            from smugir.model import load_model
+
+            model = load_model(MODELS[name])
+        images = samples(name, model)[:limit]
         for top_k in top_ks:
             for index, image in enumerate(images):
-                key = f"{name}_k{top_k}_{index}"
+                key = f"{name}_k{top_k}" + ("" if gamma == 0.5 else f"_g{gamma:g}") + f"_{index}"
                 path = cache / f"{key}.npz"
                 if not path.exists():
                     from smugir.explain import prepare
                     from smugir.model import load_model
 
                     model = model or load_model(MODELS[name])
-                    problem = prepare(model, image, top_k=top_k, gamma=0.5).problem
-                    coefficients = problem.coefficients
-                    dense = coefficients.toarray() if hasattr(coefficients, "toarray") else np.asarray(coefficients)
-                    np.savez_compressed(path, coefficients=dense, bounds=problem.bounds, weights=problem.weights)
+                    problem = prepare(model, image, top_k=top_k, gamma=gamma).problem
+                    rows = scipy.sparse.csr_array(problem.coefficients)
+                    np.savez_compressed(path, data=rows.data, indices=rows.indices, indptr=rows.indptr, shape=rows.shape,
+                                        bounds=problem.bounds, weights=problem.weights)
                 data = np.load(path)
-                yield key, MaskProblem(data["coefficients"], data["bounds"], data["weights"], {})
+                if "coefficients" in data:  # a problem cached densely by an earlier version
+                    coefficients = data["coefficients"]
+                else:
+                    coefficients = scipy.sparse.csr_array((data["data"], data["indices"], data["indptr"]), shape=tuple(data["shape"]))
+                yield key, MaskProblem(coefficients, data["bounds"], data["weights"], {})
 
 
 def run(problem, backend: str, timeout: float) -> dict:
@@ -96,11 +117,35 @@ def gap_at(result: dict, checkpoint: float) -> float | None:
     return incumbent - (bound if bound is not None else 0.0)
 
 
+def time_to_best(result: dict) -> float | None:
+    """Seconds until the run's final mask value was first reported (None: no mask)."""
+    if result["objective"] is None:
+        return None
+    for seconds, value, _ in result["trace"]:
+        if value is not None and value <= result["objective"]:
+            return seconds
+    return result["seconds"]
+
+
+def per_problem(results: dict[str, dict[str, dict]], backends: list[str]) -> None:
+    print("| problem | backend | best | time to best (s) | proven? (s) | gap (objective - bound) |")
+    print("|---|---|---|---|---|---|")
+    for key, by_backend in results.items():
+        for backend in backends:
+            r = by_backend[backend]
+            best = time_to_best(r)
+            proof = f"yes ({r['seconds']:.2f})" if r["proven"] else "no"
+            gap = "-" if r["objective"] is None or r["bound"] is None else f"{r['objective'] - r['bound']:g}"
+            print(f"| {key} | {backend} | {r['objective']} | {'-' if best is None else f'{best:.2f}'} | {proof} | {gap} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default="mnist-net_256x4,mnist_relu_9_200,cifar10_small,resnet_2b")
+    parser.add_argument("--per-problem", action="store_true", help="also a table per problem: time to best, proven?, gap")
     parser.add_argument("--top-k", default="32,64")
     parser.add_argument("--limit", type=int, help="first N samples of each model")
+    parser.add_argument("--gamma", type=float, default=0.5)
     parser.add_argument("--backends", default="highs,cpsat,portfolio")
     parser.add_argument("--checkpoints", default="1,10,60")
     parser.add_argument("--timeout", type=float, help="time limit per run (default: the largest checkpoint)")
@@ -119,7 +164,7 @@ def main() -> int:
             record = json.loads(line)
             done[(record["key"], record["backend"], record["timeout"])] = record
     results: dict[str, dict[str, dict]] = {}
-    for key, problem in problems(args.models.split(","), [int(k) for k in args.top_k.split(",")], args.limit, cache):
+    for key, problem in problems(args.models.split(","), [int(k) for k in args.top_k.split(",")], args.limit, cache, args.gamma):
         results[key] = {}
         for backend in backends:
             record = done.get((key, backend, timeout))
@@ -156,6 +201,8 @@ def main() -> int:
                 gaps.append(f"{np.mean(known):.2f}" + ("" if len(known) == len(values) else f" ({len(values) - len(known)} no mask)") if known else "-")
             cells = [f"{p}/{len(rows)}" for p in proven] + ["> limit" if median == float("inf") else f"{median:.2f}"] + gaps
             print(f"| {family} | {backend} | " + " | ".join(cells) + " |")
+    if args.per_problem:
+        per_problem(results, backends)
     return 1 if disagreements else 0
 
 

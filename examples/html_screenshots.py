@@ -1,12 +1,15 @@
-"""Screenshots of report.html and index.html for docs/, in the headless Chromium the tests use.
+"""The README's and docs' pictures of explanations and evaluations, remade from real runs.
 
     .venv/bin/python examples/html_screenshots.py [--work DIR]
 
-Explains the hen and evaluates the five photos of examples/imagenet/ with EfficientNet-Lite0
-(several minutes on 2 cores; the evaluation resumes from --work), opens both pages as
-tests/test_browser.py does (failing on a console error, a broken picture, a request outside the
-page's folder or a blank page), and writes docs/report_html.png and docs/eval_index.png at a
-1000-pixel-wide viewport, so that text stays legible at README width.
+Runs `make demo`'s explanation (docs/demo_explanation.png), explains the hen with the README's
+command (examples/imagenet/hen_explanation.png) and evaluates the photos of examples/imagenet/
+with EfficientNet-Lite0 and every method at benchmarks/bench_imagenet_eval.py's settings
+(docs/imagenet_maps.png; 15-30 minutes on 2 cores, resumed from --work). Then opens report.html and
+index.html in the headless Chromium the tests use, as tests/test_browser.py does (failing on a
+console error, a broken picture, a request outside the page's folder or a blank page), and writes
+docs/report_html.png and docs/eval_index.png at a 1000-pixel-wide viewport, so that text stays
+legible at README width.
 """
 
 from __future__ import annotations
@@ -24,18 +27,18 @@ from tests.browser import browser, visit  # noqa: E402
 
 IMAGENET = ROOT / "examples" / "imagenet"
 MODEL = IMAGENET / "efficientnet_lite0.onnx"
-PREPROCESSING = ["--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--top-k", "3000", "--gamma", "0.5", "--window", "4"]
-METHODS = "smug,smug_default,ig,gradcam,xrai,optbox"
+NORMALISE = ["--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5"]
+HEN = [*NORMALISE, "--top-k", "3000", "--gamma", "0.5", "--window", "4"]  # the README's command
+EVAL = [*NORMALISE, "--top-k", "3000", "--gamma", "0", "--window", "4"]  # benchmarks/bench_imagenet_eval.py's
+METHODS = "smug,smug_default,smug_base,ig,blur_ig,guided_ig,gradcam,smoothgrad,xrai,optbox"
 WIDTH = 1000
 
 
-def shoot(context, page_file: Path, picture: Path, height: int, ready: str = "") -> None:
+def shoot(context, page_file: Path, picture: Path, height: int) -> None:
     seen = visit(context, page_file)
     problems = seen.problems()
     if problems:
         raise SystemExit(f"{page_file}: {problems[0]}")
-    if ready:
-        seen.page.evaluate(ready)
     seen.page.evaluate("window.scrollTo(0, 0)")
     seen.page.screenshot(path=str(picture), clip={"x": 0, "y": 0, "width": WIDTH, "height": height})
     print(f"wrote {picture}")
@@ -46,18 +49,24 @@ def main_(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/smugir-screenshots"), help="outputs of explain and eval (eval resumes)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
-    report, evaluation = args.work / "hen", args.work / "eval"
-    if main(["explain", str(MODEL), str(IMAGENET / "0008_n01514859_hen.jpg"), *PREPROCESSING, "--out", str(report), "--force"]) != 0:
+    demo, report, evaluation = args.work / "demo", args.work / "hen", args.work / "eval"
+    if main(["explain", str(ROOT / "tests" / "data" / "mnist" / "mnist-net_256x2.onnx"), str(ROOT / "examples" / "data" / "mnist_test_2.png"),
+             "--out", str(demo), "--force"]) != 0:
         return 1
+    shutil.copyfile(demo / "explanation.png", ROOT / "docs" / "demo_explanation.png")
+    if main(["explain", str(MODEL), str(IMAGENET / "0008_n01514859_hen.jpg"), *HEN, "--out", str(report), "--force"]) != 0:
+        return 1
+    shutil.copyfile(report / "explanation.png", IMAGENET / "hen_explanation.png")
     photos = [str(p) for p in sorted(IMAGENET.glob("*.jpg")) if p.stem[:4].isdigit()]
     folder = args.work / "photos"
     folder.mkdir(exist_ok=True)
     for photo in photos:  # the photos alone (examples/imagenet also holds the model and a figure)
         shutil.copyfile(photo, folder / Path(photo).name)
-    code = main(["eval", str(MODEL), str(folder), "--label-from-name", "--correct-only", *PREPROCESSING,
-                 "--methods", METHODS, "--out", str(evaluation), "--force"])
+    code = main(["eval", str(MODEL), str(folder), "--label-from-name", "--correct-only", *EVAL,
+                 "--methods", METHODS, "--figure-inputs", "4", "--out", str(evaluation), "--force"])
     if code != 0:
         return code
+    shutil.copyfile(evaluation / "maps.png", ROOT / "docs" / "imagenet_maps.png")
     with browser({"width": WIDTH, "height": 900}) as context:
         shoot(context, report / "report.html", ROOT / "docs" / "report_html.png", 900)
         shoot(context, evaluation / "index.html", ROOT / "docs" / "eval_index.png", 1250)

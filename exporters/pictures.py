@@ -125,8 +125,9 @@ def outlined(mask: np.ndarray) -> bool:
 # ---- titled panels and the composed figure ---------------------------------------------------------
 
 
-def font(size: int = 13) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+def font(size: int = 15) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's own font (no file to find); below 13 pixels its spaces collapse, so nothing is drawn smaller."""
+    return ImageFont.load_default(size=max(size, 13))
 
 
 def _text_lines(draw: ImageDraw.ImageDraw, text: str, width: int, face) -> list[str]:
@@ -141,7 +142,7 @@ def _text_lines(draw: ImageDraw.ImageDraw, text: str, width: int, face) -> list[
     return lines or [""]
 
 
-def titled(picture: Image.Image, title: str, note: str = "", size: int = 13, min_lines: int = 2) -> Image.Image:
+def titled(picture: Image.Image, title: str, note: str = "", size: int = 15, min_lines: int = 2) -> Image.Image:
     """`picture` with a title above it (at least `min_lines` high, so panels side by side line up)
     and an optional smaller note below, on white."""
     face, small = font(size), font(size - 2)
@@ -162,7 +163,7 @@ def titled(picture: Image.Image, title: str, note: str = "", size: int = 13, min
     return canvas
 
 
-def colour_bar(width: int, top: float, unit: str, size: int = 11) -> Image.Image:
+def colour_bar(width: int, top: float, unit: str, size: int = 13) -> Image.Image:
     """A horizontal inferno bar from 0 to `top`, its ends labelled, `unit` under it."""
     face = font(size)
     bar = _image(colormap(np.tile(np.linspace(0, 1, width), (12, 1))))

@@ -29,7 +29,7 @@ import numpy as np
 from smugir.budget import require
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.gradients import FiniteDifferences, GradientGraph, GradientProvider, fallback_reason
-from smugir.model import suffix_model, with_batch_of_one
+from smugir.model import declared_bytes, suffix_model, with_batch_of_one
 
 START_STEPS = 16  # uniform intervals before any refinement
 REFINE = 8  # new points per round: one batch of gradient evaluations
@@ -42,6 +42,8 @@ TOLERANCE = 0.01  # completeness: |sum IG - (f(h) - f(0))| relative to |f(h) - f
 SCORE_TOLERANCE = 0.02
 ABSOLUTE_FLOOR = 1e-4  # in the target's units (probability or logit): errors below this are not chased
 TIME_LIMIT = 30.0  # seconds of gradient evaluations for the adaptive rule by default
+GRAPH_COPIES = 3  # a gradient graph holds each forward tensor, its gradient and onnxruntime's scratch
+GRAPH_PROBE_POINTS = 2  # the gradient session is checked batched on two points
 BYTES_PER_POINT_VALUE = 40  # per IG point and first-layer value: float64 points and gradients, float32 copies
 
 
@@ -238,16 +240,13 @@ class _Path:
         where the estimated score error (or, once the scores hold, the completeness gap) is largest.
 
         (scores, summed panel estimates, f on the sorted grid, completeness gap, stop reason)."""
-        alphas = np.linspace(0.0, 1.0, START_STEPS + 1)
-        f, density = self.evaluate(alphas)
-        grid = _Grid(alphas.tolist(), f.tolist(), list(density))
-        for i in range(0, START_STEPS, 2):
-            grid.add((i, i + 1, i + 2))
+        grid = self.first_grid(deadline)
+        f_change = grid.values[1] - grid.values[0]
         most_points = min(MAX_STEPS + 1, MAX_GRADIENT_BYTES // (6 * max(1, self.diff.size)) + 1)
         while True:
             chosen = _deciding(grid.scores, deciding)
             gap = sum(grid.gaps.values())
-            check = _Check.of(grid.scores, grid.change, gap, grid.values[START_STEPS] - grid.values[0], chosen)
+            check = _Check.of(grid.scores, grid.change, gap, f_change, chosen)
             self.report(_points_needed(len(grid.points), check), check.score_error, check.completeness)
             stop = ("converged" if check.floor else "step cap" if len(grid.points) + REFINE > MAX_STEPS + 1
                     else "memory cap" if len(grid.points) + REFINE > most_points
@@ -267,6 +266,24 @@ class _Path:
                 grid.add((m, first + len(split) + j, b))
         self.intervals = len(grid.points) - 1
         return grid.scores, grid.change, np.asarray(grid.values)[np.argsort(grid.points, kind="stable")], gap, stop
+
+
+    def first_grid(self, deadline: float | None) -> "_Grid":
+        """The START_STEPS uniform intervals, evaluated coarse to fine (alpha 0, 1 and 1/2, then the
+        quarters, eighths, ...) so that a model too slow for the time limit stops on a coarser
+        uniform grid (2 intervals at least) instead of overrunning it. Points 0 and 1 are alpha 0
+        and 1; the panels are pairs of neighbouring intervals."""
+        f, density = self.evaluate(np.array([0.0, 1.0, 0.5]))
+        grid = _Grid([0.0, 1.0, 0.5], f.tolist(), list(density))
+        order = [0, 2, 1]  # point indices by alpha
+        while len(order) - 1 < START_STEPS and (deadline is None or time.perf_counter() <= deadline):
+            alphas = [(grid.points[a] + grid.points[b]) / 2 for a, b in zip(order, order[1:])]
+            first = grid.extend(np.array(alphas), *self.evaluate(np.array(alphas)))
+            order = [i for pair in zip(order, range(first, first + len(alphas))) for i in pair] + [order[-1]]
+            self.report(START_STEPS + 1)
+        for i in range(0, len(order) - 1, 2):
+            grid.add((order[i], order[i + 1], order[i + 2]))
+        return grid
 
 
 def _points_needed(points: int, check: "_Check") -> float | None:
@@ -339,6 +356,8 @@ def provider_for(model, tensor: str, target: str = "probability", kind: str = "a
     key = (model.sha256, tensor, target, kind)
     if key not in _PROVIDERS:
         sub = with_batch_of_one(model.proto if tensor == model.input_name else suffix_model(model.proto, tensor))
+        require(f"the gradient graph from {tensor!r} (its forward and backward tensors at the {GRAPH_PROBE_POINTS} probe points)",
+                GRAPH_COPIES * GRAPH_PROBE_POINTS * declared_bytes(sub))
         if kind == "finite-differences":
             _PROVIDERS[key] = FiniteDifferences(sub, target)
         else:
@@ -396,6 +415,8 @@ def first_layer_attribution(model, layer, x: np.ndarray, label: int, steps: int 
             _RECENT_IG.move_to_end((stored_key, stored_deciding))
             return stored
     clock = time.perf_counter()
+    first_points = (steps if steps is not None else START_STEPS) + 1  # checked before the gradient graph is built
+    require(f"Integrated Gradients at {first_points} points of {layer.n_neurons} values", BYTES_PER_POINT_VALUE * first_points * layer.n_neurons)
     gradient = provider_for(model, layer.post_name, target, provider)
     building = time.perf_counter() - clock
     h = layer.activations(x).reshape(layer.output_shape[1:])

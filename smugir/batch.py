@@ -51,7 +51,7 @@ SETTINGS = "settings.json"
 LAYOUT = Layout(RESULTS, (SETTINGS,), (MASKS,))
 DONE = (*STATUSES, *VACUOUS)  # the statuses of a finished input; any other line (error, unknown) is computed again
 # What does not change the results of a run, so a rerun may differ in it.
-_OPERATIONAL = ("input_timeout", "session_threads")
+_OPERATIONAL = ("input_timeout", "session_threads", "output")  # output: the chosen scores are part of model_sha256
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class BatchOptions:
     input_timeout: float | None = None  # wall-clock seconds per input (local runs): then an error line
     vocab: str | None = None  # text models
     session_threads: int = 0  # onnxruntime threads per worker (0: its default)
+    output: str | None = None  # the class-score output of a model with several (`smugir.outputs`)
 
 
 def check_options(options: BatchOptions) -> None:
@@ -152,12 +153,12 @@ def _vocabulary(path: str):
 
 
 @lru_cache(maxsize=4)
-def _model(model_path: str, threads: int):
+def _model(model_path: str, threads: int, output: str | None = None):
     """Loaded once per worker process (with its onnxruntime thread count), not once per input."""
     from smugir.model import load_model, set_session_threads
 
     set_session_threads(threads)
-    return load_model(model_path)
+    return load_model(model_path, output)
 
 
 def _explain(model_path: str, item: Item, options: BatchOptions) -> ItemResult:
@@ -168,7 +169,7 @@ def _explain(model_path: str, item: Item, options: BatchOptions) -> ItemResult:
 
     if item.error:
         raise InputError(item.error)
-    model = _model(model_path, options.session_threads)
+    model = _model(model_path, options.session_threads, options.output)
     if is_text_model(model):
         if not isinstance(item.x, str) or options.vocab is None:
             raise InputError("a text model needs sentences and a vocabulary (--vocab)")
@@ -285,7 +286,7 @@ def run_batch(
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise InputError(f"workers must be >= 1, got {workers}")
-    settings = {"model": model_path, "model_sha256": load_model(model_path).sha256, "options": problem_settings(options),
+    settings = {"model": model_path, "model_sha256": load_model(model_path, options.output).sha256, "options": problem_settings(options),
                 "source": json.loads(json.dumps(source or {}, default=str))}
     with results_folder(out, LAYOUT, "batch"):
         return _run_locked(out, settings, restart, model_path, items, options, workers, scheduler, progress, on_result)

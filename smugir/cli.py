@@ -37,7 +37,7 @@ from smugir.options import add_problem_options
 def _inspect(args: argparse.Namespace) -> int:
     from smugir.inspection import format_summary, inspect_model
 
-    summary = inspect_model(args.model)
+    summary = inspect_model(args.model, args.output)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return 0
 
@@ -52,7 +52,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.out:
         check_folder(args.out, list(FILES), args.force)  # fail before the work, not after it
     clock = time.perf_counter()
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     if is_text_model(model):
         return _explain_text(args, model)
     from smugir.live import describe_ig, live_line
@@ -164,7 +164,7 @@ def _export(args: argparse.Namespace) -> int:
     from smugir.exporters.provenance import input_name, source_fields
 
     check_target(args.out, args.force)
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     name, problem, vacuous, x = _problem(args, model)
     if vacuous:
         raise NoExplanationError(f"nothing written: {vacuous.status}: {vacuous.reason}")
@@ -194,7 +194,7 @@ def _export_benchmarks(args: argparse.Namespace) -> int:
     bounds = parse_bounds(args.bounds)
     formats = tuple(part.strip() for part in args.formats.split(",") if part.strip())
     check_folder(args.out, ["instances.csv", "README.md"], args.force)
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     items = _dataset_items(args, model)
     dataset = input_name(args.dataset)
 
@@ -243,9 +243,7 @@ def _roundings(text: str) -> tuple[str, ...]:
 
 def _add_export(commands) -> None:
     from smugir.solver_options import add_solver_options
-    from smugir.exporters.instance_files import FORMATS
-    from smugir.exporters.smtlib import OBJECTIVES
-    from smugir.instance_status import LOGICS
+    from smugir.exporters.choices import FORMATS, LOGICS, OBJECTIVES
 
     export = commands.add_parser(
         "export",
@@ -313,10 +311,10 @@ def _batch(args: argparse.Namespace) -> int:
         top_k=args.top_k, gamma=args.gamma, window=args.window, segments=args.segments, baseline=args.baseline,
         method=args.method, ig_steps=args.ig_steps, layout=args.layout, image_shape=args.image_shape,
         margin=args.margin, rank=args.rank, formulation=args.formulation, solver=args.solver, timeout=args.timeout, vocab=args.vocab,
-        input_timeout=args.input_timeout,
+        input_timeout=args.input_timeout, output=args.output,
     )
     check_options(options)  # before any input is read
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     items = _dataset_items(args, model)
     source = {"dataset": os.path.abspath(args.dataset), "scale": args.scale, "mean": list(args.mean), "std": list(args.std)}
     with _progress_bar() as (start, on_result):
@@ -471,6 +469,10 @@ def _check_options(args: argparse.Namespace) -> None:
 
         if not 1 <= steps <= MAX_STEPS:
             raise InputError(f"--ig-steps must be in 1..{MAX_STEPS} (the adaptive default stops there too), got {steps}")
+    if getattr(args, "scheduler", None) is not None:
+        from smugir.executor import parse_scheduler
+
+        args.scheduler = parse_scheduler(args.scheduler)
     baseline = str(getattr(args, "baseline", "") or "").strip().lower()
     if baseline.startswith("blur:"):
         from smugir.baseline import blur_sigma
@@ -496,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation(commands)
     _add_check_solver(commands)
     for command in commands.choices.values():
+        if any(action.dest == "model" for action in command._actions):
+            command.add_argument("--output", metavar="NAME", help="the output that holds the class scores, for a model "
+                                 "with several (default: the one float (C,) or (N, C) output; a ZipMap stands for its float input)")
         command.add_argument("--max-memory", type=_memory_size, metavar="SIZE",
                              help="refuse steps that would need more memory than this, e.g. 8G or 500M "
                              "(default: half of the memory available)")
@@ -511,11 +516,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.invocation = ["smug", *(sys.argv[1:] if argv is None else argv)]  # what report.html says made it
     run: Callable[[argparse.Namespace], int] = args.run
     from smugir.budget import format_size, limit, limited
+    from smugir.termination import EXIT_CODE, Terminated, sigterm_unwinds
 
     try:
-        with limited(args.max_memory):
+        with sigterm_unwinds(), limited(args.max_memory):
             _check_options(args)
             return run(args)
+    except Terminated:
+        print(f"smug {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_CODE
     except NoExplanationError as exc:
         print(f"smug {args.command}: no explanation: {printable(exc)}", file=sys.stderr)
         return 3

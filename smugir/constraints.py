@@ -56,10 +56,17 @@ def eligible_neurons(layer: FirstLayer, x: np.ndarray, baseline: np.ndarray, for
     own activation. For a strictly increasing activation that is pre_i(x) > pre_i(x_b); for ReLU it
     also needs pre_i(x) > 0; for ReLU6 (Clip(0, 6)) pre_i(x) > max(pre_i(x_b), 0) and pre_i(x_b) < 6:
     a neuron dead on x, or saturated at 6 on the baseline already, passes nothing new downstream, so
-    asking the mask to raise its pre-activation would constrain what the network does not see."""
+    asking the mask to raise its pre-activation would constrain what the network does not see.
+
+    The constraints are on pre-activations, so a neuron is also eligible only where the full mask
+    meets them: pre_i(x) > pre_i(x_b) (published: pre_i(x) > 0). For a non-monotone activation
+    (SiLU, HardSwish, GELU, LeakyRelu with alpha < 0) the activation can rise while the
+    pre-activation falls; such a neuron would make the problem infeasible."""
+    pre_x = layer.preactivations(x).reshape(-1)
     if check_formulation(formulation) == "published":
-        return layer.activations(x).reshape(-1) > 0
-    return layer.activations(x).reshape(-1) > layer.activations(baseline).reshape(-1)
+        return (layer.activation(pre_x) > 0) & (pre_x > 0)
+    pre_base = layer.preactivations(baseline).reshape(-1)
+    return (layer.activation(pre_x) > layer.activation(pre_base)) & (pre_x > pre_base)
 
 
 def smug_problem(

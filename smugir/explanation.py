@@ -38,7 +38,7 @@ class Found:
     def verified(self) -> bool:
         if self.network_margin is not None:
             return self.network_margin > 0
-        return self.verification is None or self.verification.holds
+        return self.verification is not None and self.verification.holds  # no mask (infeasible, timed out): not verified
 
     def to_json(self) -> dict:
         return {
@@ -206,4 +206,4 @@ def _verified_line(number: int, found: Found) -> str:
         )
     if found.network_margin is not None:
         return f"verified    mask {number}: logit margin on onnxruntime {found.network_margin:+.4g} ({'holds' if found.verified else 'FAILS'})"
-    return ""
+    return f"verified    no: no mask was found ({found.status}), so nothing could hold on onnxruntime"

@@ -30,6 +30,7 @@ from onnx.reference import ReferenceEvaluator
 
 from smugir.budget import require
 from smugir.errors import UnsupportedModelError
+from smugir.sessions import declared_bytes
 
 MAX_FOLDED_BYTES = 1 << 28  # 256 MiB for all folded tensors together (real exports fold kilobytes), and never over the budget
 BATCH_WORLDS = (1, 2, 5)  # batch sizes a symbolic leading dim is evaluated at
@@ -287,9 +288,13 @@ def check_against_onnxruntime(original: onnx.ModelProto, folded: onnx.ModelProto
             f"onnxruntime; the limit is {_bytes(max_bytes)}"
         )
     require(f"checking the folded model on random inputs of shape {dims}", needed)
+    batches = (1, 2) if batch_dynamic else (dims[0] if dims else None,)
+    # both sessions run every tensor the graph declares (batch 2 at most): known before onnxruntime allocates
+    require(f"checking the folded model on onnxruntime (every tensor it declares, batch {max(b or 1 for b in batches)})",
+            2 * max(b or 1 for b in batches) * declared_bytes(folded))
     rng = np.random.default_rng(0)
     sessions = make_session(original), make_session(folded)
-    for batch in (1, 2) if batch_dynamic else (dims[0] if dims else None,):
+    for batch in batches:
         shape = tuple([batch, *dims[1:]]) if dims else ()
         x = rng.normal(size=shape).astype(dtype) if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype)
         try:

@@ -8,6 +8,7 @@ every failure becomes a `SmugError` that names the file and the problem. Session
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,20 +20,21 @@ import onnx.shape_inference
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
-from smugir.budget import elements, require
+from smugir.budget import require
 from smugir.convolution import check_model_convolutions
 from smugir.errors import ModelFileError, NotAClassifierError, UnsafeModelError, UnsupportedModelError
 from smugir.folding import FoldingReport, fold_constants
+from smugir.outputs import choose_output
 from smugir.modelfile import (PARSE_FACTOR, check_tensor_sizes, is_external, load_external_data_safely, model_sha256,
                               read_model_file, stored_tensors)
-from smugir.sessions import (REORDERING_TOLERANCE, batched_session, equal_to_rounding, make_session, run_session,
+from smugir.sessions import (REORDERING_TOLERANCE, batched_session, declared_bytes, equal_to_rounding, make_session, run_session,
                              set_session_threads, with_dynamic_batch)
 from smugir.submodels import expose_outputs, suffix_model, with_batch_of_one
 
 __all__ = [
     "Model", "TensorInfo", "load_model", "load_model_bytes", "model_from_proto", "resolve_batch_shape", "check_classifier_output", "check_scores",
     "make_session", "run_session", "set_session_threads", "batched_session", "equal_to_rounding", "REORDERING_TOLERANCE",
-    "with_dynamic_batch", "expose_outputs", "suffix_model", "with_batch_of_one", "model_sha256",
+    "with_dynamic_batch", "expose_outputs", "suffix_model", "with_batch_of_one", "model_sha256", "declared_bytes",
 ]
 
 
@@ -54,10 +56,11 @@ class Model:
 
     path: Path
     proto: onnx.ModelProto
-    sha256: str
+    sha256: str  # of the file and its external data (and of the chosen output, when the file has several)
     data_input: TensorInfo
     output: TensorInfo
     folding: FoldingReport | None = None  # what load_model folded (constant subgraphs)
+    output_note: str = ""  # how the scores were chosen among several outputs (`smugir.outputs`)
     _sessions: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -98,14 +101,7 @@ class Model:
     @cached_property
     def run_bytes(self) -> int:
         """An upper bound on one run's memory: every tensor the graph declares, at batch 1."""
-        graph = self.proto.graph
-        total = 0
-        for value in [*graph.input, *graph.value_info, *graph.output]:
-            tensor_type = value.type.tensor_type
-            dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor_type.shape.dim]
-            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).itemsize if tensor_type.elem_type else 4
-            total += elements(dims) * itemsize
-        return total
+        return declared_bytes(self.proto)
 
     def run(self, x: np.ndarray, extra_outputs: tuple[str, ...] = ()) -> list[np.ndarray]:
         """Run one sample of shape `input_shape`; returns [output, *extra_outputs]."""
@@ -130,25 +126,26 @@ def resolve_batch_shape(info: TensorInfo) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def load_model(path: str | os.PathLike) -> Model:
+def load_model(path: str | os.PathLike, output: str | None = None) -> Model:
     """Load, check and shape-infer an ONNX classifier, reading external data only from its folder.
 
     The gate runs before the ONNX checker or onnxruntime see anything: every tensor that can carry
     external data is found, its data read by smugir from inside the model's folder and put into the
     proto, so the checker and onnxruntime get bytes without a single file reference to resolve.
+    `output` names the class scores of a model with several outputs (`smugir.outputs`).
     """
     path = Path(path)
-    return _model_from_bytes(read_model_file(path), path, external=True)
+    return _model_from_bytes(read_model_file(path), path, external=True, output=output)
 
 
-def load_model_bytes(raw: bytes, name: str) -> Model:
+def load_model_bytes(raw: bytes, name: str, output: str | None = None) -> Model:
     """`load_model` for a model serialized in memory (`smugir.torch`); `name` stands for its path in
     messages and reports. There is no folder, so a tensor with external data is refused."""
     require(f"parsing the in-memory model {name!r}", PARSE_FACTOR * len(raw))
-    return _model_from_bytes(raw, Path(name), external=False)
+    return _model_from_bytes(raw, Path(name), external=False, output=output)
 
 
-def _model_from_bytes(raw: bytes, path: Path, external: bool) -> Model:
+def _model_from_bytes(raw: bytes, path: Path, external: bool, output: str | None) -> Model:
     try:
         proto = onnx.load_model_from_string(raw)
     except (DecodeError, RuntimeError, ValueError) as exc:
@@ -167,11 +164,16 @@ def _model_from_bytes(raw: bytes, path: Path, external: bool) -> Model:
         raise ModelFileError(f"{str(path)!r} fails the ONNX checker: {first_line}") from None
     except UnicodeDecodeError:  # protobuf and the checker's messages decode names as UTF-8
         raise ModelFileError(f"{str(path)!r} holds a name or string that is not UTF-8 text; not a valid ONNX model") from None
-    data_input, output = _single_input_and_output(proto, path)
-    check_classifier_output(output, path, proto.graph.output[0].type.tensor_type.HasField("shape"))
+    several = len(proto.graph.output) > 1
+    proto, output_note = choose_output(proto, str(path), output)
+    data_input, scores = _single_input_and_output(proto, path)
+    check_classifier_output(scores, path, proto.graph.output[0].type.tensor_type.HasField("shape"))
     check_model_convolutions(proto)
     proto, folding = fold_constants(proto, data_input.name, make_session)
-    return Model(path=path, proto=proto, sha256=model_sha256(raw, ranges), data_input=data_input, output=output, folding=folding)
+    digest = model_sha256(raw, ranges)
+    if several:  # what is explained is the file and its chosen output: no cache may mix two outputs' results
+        digest = hashlib.sha256(f"{digest}\noutput {scores.name}".encode("utf-8", errors="surrogatepass")).hexdigest()
+    return Model(path=path, proto=proto, sha256=digest, data_input=data_input, output=scores, folding=folding, output_note=output_note)
 
 
 def model_from_proto(proto: onnx.ModelProto, path: Path, sha256: str) -> Model:

@@ -128,11 +128,13 @@ def prepare_units(
     check_formulation(formulation)
     clock = time.perf_counter()
     layer = first_layer(model)
+    timings = {"first_layer": time.perf_counter() - clock}
+    clock = time.perf_counter()
     x = check_input(x, model.input_shape)
     original = probabilities(model, model.run(x)[0])
     predicted = int(np.argmax(original))
     label = predicted if label is None else _check_label(label, original.size)
-    timings = {"classify": time.perf_counter() - clock}
+    timings["classify"] = time.perf_counter() - clock
 
     if attribution is None:
         attribution = first_layer_attribution(model, layer, x, label, steps=ig_steps, deciding=top_k, on_progress=on_ig_progress)

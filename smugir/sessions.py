@@ -7,7 +7,24 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+from smugir.budget import elements
 from smugir.errors import SmugError, UnsupportedModelError
+
+
+def declared_bytes(proto: onnx.ModelProto) -> int:
+    """Every tensor the graph declares (inputs, shape-inference results, outputs), at batch 1: an
+    upper bound on one run's memory, known before onnxruntime allocates any of it."""
+    graph = proto.graph
+    total = 0
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        tensor_type = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor_type.shape.dim]
+        try:
+            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).itemsize if tensor_type.elem_type else 4
+        except (KeyError, TypeError, ValueError):  # a sequence, map or unknown type: counted as float32
+            itemsize = 4
+        total += elements(dims) * itemsize
+    return total
 
 
 _session_threads = 0  # onnxruntime's default: one thread per physical core

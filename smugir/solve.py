@@ -2,11 +2,11 @@
 smugir/solvers/registry.py), and the `Solution` every backend returns.
 
 Backends: `portfolio` (the default: HiGHS and CP-SAT raced in threads, the first proof wins),
-`highs` (MILP), `cpsat` (ortools CP-SAT on integer roundings, see encoders/cpsat.py), `z3`
-(pySMT + z3, cardinality-bound search), `pysmt:NAME` (the same search on any installed pySMT
-solver) and `z3-optimize` (z3's own Optimize on the same formula).
+`highs` and `scip` (MILP), `cpsat` and `exact` (on integer roundings, see encoders/cpsat.py),
+`z3` (pySMT + z3, cardinality-bound search), `pysmt:NAME` (the same search on any installed
+pySMT solver) and `z3-optimize` (z3's own Optimize on the same formula).
 
-For a first-layer problem and one solution, highs, cpsat and portfolio run inside the exact layer
+For a first-layer problem and one solution, all but the SMT backends run inside the exact layer
 (smugir/solvers/strengthened.py): presolve, an incumbent, reduced-cost fixing, and the backend
 only searches for a strictly better mask. Every mask is checked again, exactly, on the original
 problem, and "optimal" is only said with a proof: a bound from a relaxation (HiGHS with `>=`,

@@ -8,7 +8,8 @@ import onnx.shape_inference
 import onnx.utils
 
 from smugir.errors import UnsupportedModelError
-from smugir.sessions import equal_to_rounding, make_session, run_session
+from smugir.budget import require
+from smugir.sessions import declared_bytes, equal_to_rounding, make_session, run_session
 from smugir.suffix_shapes import rewrite_shape_reads, shape_reads_before
 from smugir.weightless import infer_shapes
 
@@ -46,8 +47,9 @@ def suffix_model(proto: onnx.ModelProto, from_tensor: str, to_tensor: str | None
     to_tensor = to_tensor or proto.graph.output[0].name
     reads = shape_reads_before(proto, from_tensor, to_tensor)
     if reads:
-        suffix = _suffix(rewrite_shape_reads(proto, from_tensor, reads), from_tensor, to_tensor)
-        _check_suffix(proto, suffix, from_tensor, to_tensor)
+        rewritten, batched = rewrite_shape_reads(proto, from_tensor, reads)
+        suffix = _suffix(rewritten, from_tensor, to_tensor)
+        _check_suffix(proto, suffix, from_tensor, to_tensor, batched)
         return suffix
     return _suffix(proto, from_tensor, to_tensor)
 
@@ -80,20 +82,22 @@ def _suffix(proto: onnx.ModelProto, from_tensor: str, to_tensor: str) -> onnx.Mo
     return onnx.utils.Extractor(proto).extract_model([from_tensor], [to_tensor])
 
 
-def _check_suffix(whole: onnx.ModelProto, suffix: onnx.ModelProto, from_tensor: str, to_tensor: str) -> None:
-    """The rewritten suffix on the whole model's `from_tensor` gives its `to_tensor` (batch 1, and 2 if dynamic)."""
+def _check_suffix(whole: onnx.ModelProto, suffix: onnx.ModelProto, from_tensor: str, to_tensor: str, batched: bool) -> None:
+    """The rewritten suffix on the whole model's `from_tensor` gives its `to_tensor` (batch 1, and 2 if it reads the batch)."""
     initializers = {t.name for t in whole.graph.initializer}
     data = next(v for v in whole.graph.input if v.name not in initializers)
     dims = [d.dim_value if d.HasField("dim_value") else None for d in data.type.tensor_type.shape.dim]
     dtype = onnx.helper.tensor_dtype_to_np_dtype(data.type.tensor_type.elem_type)
+    require(f"checking the suffix model from {from_tensor!r} on onnxruntime (every tensor the model declares, batch 2)",
+            4 * declared_bytes(whole))
     whole_session = make_session(expose_outputs(whole, [from_tensor]) if from_tensor not in {o.name for o in whole.graph.output} else whole)
     suffix_session = make_session(suffix)
     rng = np.random.default_rng(0)
-    for batch in (1, 2) if dims and dims[0] is None else (None,):
+    for batch in (1, 2) if dims and dims[0] is None and batched else (1,) if dims and dims[0] is None else (None,):
         shape = [batch if d is None and axis == 0 else d for axis, d in enumerate(dims)]
         if any(d is None for d in shape):
             return  # a symbolic dim other than the batch: the reader refuses such inputs itself
-        x = rng.normal(size=shape).astype(dtype)
+        x = rng.normal(size=shape).astype(dtype) if np.issubdtype(dtype, np.floating) else np.zeros(shape, dtype)  # token ids: 0
         expected, h = run_session(whole_session, [to_tensor, from_tensor], {data.name: x})
         (got,) = run_session(suffix_session, [to_tensor], {from_tensor: h})
         if not equal_to_rounding(got, expected):

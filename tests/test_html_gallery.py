@@ -10,8 +10,12 @@ import csv
 import json
 import re
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from smugir.evaluation.comparison import Comparison
+from smugir.evaluation.plots import PANEL_PIXELS, map_grid, randomisation_curves
 from smugir.evaluation.gallery import write_sanity_index, write_text_index
 from smugir.exporters.html_eval import PAGE_SIZE
 from smugir.exporters.html_page import esc
@@ -114,3 +118,18 @@ def test_hostile_ids_titles_words_and_layers_never_become_markup(tmp_path):
     page = write_sanity_index(tmp_path / "sanity", galleries.sanity_records(HOSTILE), HOSTILE[1]).read_text(encoding="utf-8")
     _no_markup_from(page, 0)
     assert esc(HOSTILE[0]) in page
+
+
+def test_evaluation_figures_stay_readable_at_readme_width(tmp_path):
+    """README and docs show figures about 900 pixels wide: the map grid grows downwards with the
+    methods (inputs are its columns), and the randomisation curves label steps, not layer names."""
+    methods = ("smug", "smug_base", "ig", "blur_ig", "guided_ig", "gradcam", "smoothgrad", "xrai", "optbox", "smug_default")
+    chosen = galleries.records(4, methods=methods)
+    image = np.random.default_rng(0).random((3, 56, 56))
+    maps = {(r.sample, r.method): np.random.default_rng(1).random((56, 56)) for r in chosen if r.method != "optbox"}
+    comparison = Comparison(chosen, maps, {r.sample: image for r in chosen}, [])
+    grid = Image.open(map_grid(comparison, tmp_path / "maps.png"))
+    assert 850 <= grid.width <= 1100 and grid.height > 10 * PANEL_PIXELS
+    curves = Image.open(randomisation_curves(galleries.sanity_records([f"/block.{i}/a_long_layer_name/Conv" for i in range(5)]),
+                                             tmp_path / "sanity.png"))
+    assert curves.width <= 1100 and curves.height < 450

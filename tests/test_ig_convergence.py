@@ -48,9 +48,31 @@ def test_near_zero_change_stops_at_the_floor():
 
 def test_time_cap_is_reported_as_not_converged():
     result = integrated_gradients(Kinks(), np.ones(400), 0, time_limit=0.0)
-    assert not result.converged and result.stop == "time cap" and result.steps == START_STEPS
+    assert not result.converged and result.stop == "time cap" and result.steps == 2  # the coarsest first grid
     assert result.describe().startswith("IG not converged (time cap")
     assert result.to_json()["converged"] is False
+
+
+class Slow(Kinks):
+    """Kinks at 0.1 s per gradient call: a model too slow for its time limit."""
+
+    def __call__(self, points, class_index):
+        import time
+
+        time.sleep(0.1)
+        return super().__call__(points, class_index)
+
+
+def test_a_slow_model_stops_on_a_coarser_first_grid_near_the_time_limit():
+    import time
+
+    clock = time.perf_counter()
+    result = integrated_gradients(Slow(), np.ones(400), 0, time_limit=0.15)
+    seconds = time.perf_counter() - clock
+    assert result.stop == "time cap" and not result.converged
+    assert result.steps in (2, 4, 8) and seconds < 0.15 + 0.1 + 0.05  # one call past the limit at most
+    exact = Kinks().exact()
+    assert np.linalg.norm(result.scores - exact) < np.linalg.norm(exact)  # scores of a coarse uniform grid, not garbage
 
 
 def test_explanation_says_when_ig_did_not_converge(monkeypatch):

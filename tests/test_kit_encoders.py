@@ -1,7 +1,8 @@
 """Every encoder and every file format smugir writes, through smugir.testing's check_encoder, read
 back by a solver from pip where one reads it: pySMT formulas (exact and scaled), the HiGHS model
-(its `>=` relaxation and its strict margin), CP-SAT's integer rows, OPB (Exact), WCNF (PySAT's
-RC2), SMT-LIB (z3) and MPS/LP (HiGHS)."""
+(its `>=` relaxation and its strict margin) solved by HiGHS and by SCIP, the integer rows of both
+roundings solved by CP-SAT and by Exact, OPB (Exact), WCNF (PySAT's RC2), SMT-LIB (z3) and MPS/LP
+(HiGHS)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from pysat.solvers import Solver
 from scipy import sparse
 
 import external_solvers
-from smugir.encoders.cpsat import integer_rows
+from smugir.encoders.cpsat import integer_rows, solve_cpsat
+from smugir.encoders.exact import solve_exact
 from smugir.encoders.milp import STRICT_MARGIN, MilpModel
 from smugir.encoders.pysmt import encode, encode_network, minimise
+from smugir.encoders.scip import ScipModel
 from smugir.exporters.milp import write_milp
 from smugir.exporters.opb import write_opb
 from smugir.exporters.smtlib import smtlib_text
@@ -55,16 +58,18 @@ def _pysmt(problem, mode: str = "exact") -> Encoded:
     return Encoded(accepts, minimum)
 
 
-def _highs(highs: highspy.Highs, problem) -> Encoded:
-    """A HiGHS model whose first n columns are the units: rows evaluated as HiGHS judges a point."""
+def _highs(highs: highspy.Highs, problem, named: bool = False) -> Encoded:
+    """A HiGHS model of the units' columns (in order, or named c<u> when read from a file, where
+    HiGHS numbers columns by first appearance): rows evaluated as HiGHS judges a point."""
     lp = highs.getLp()
     matrix = lp.a_matrix_
     layout = sparse.csr_array if matrix.format_ == highspy.MatrixFormat.kRowwise else sparse.csc_array
     a = layout((matrix.value_, matrix.index_, matrix.start_), shape=(lp.num_row_, lp.num_col_))
     tolerance = highs.getOptionValue("primal_feasibility_tolerance")[1]
+    column = [int(name[1:]) for name in lp.col_names_] if named else list(range(lp.num_col_))  # unit of each column
 
     def accepts(mask):
-        activity = a @ np.asarray(mask, dtype=np.float64)
+        activity = a @ np.asarray(mask, dtype=np.float64)[column]
         return bool(np.all(activity >= np.asarray(lp.row_lower_) - tolerance) and np.all(activity <= np.asarray(lp.row_upper_) + tolerance))
 
     def minimum():
@@ -72,7 +77,9 @@ def _highs(highs: highspy.Highs, problem) -> Encoded:
         if highs.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
             return None
         assert highs.getModelStatus() == highspy.HighsModelStatus.kOptimal
-        return float(problem.weights @ (np.asarray(highs.getSolution().col_value[: problem.n_units]) > 0.5))
+        kept = np.zeros(problem.n_units, dtype=bool)
+        kept[column] = np.asarray(highs.getSolution().col_value) > 0.5
+        return float(problem.weights @ kept)
 
     return Encoded(accepts, minimum)
 
@@ -81,9 +88,27 @@ def _milp(problem, margin: float) -> Encoded:
     return _highs(MilpModel(problem, margin).highs, problem)
 
 
-def _cpsat_rows(problem, relaxed: bool) -> Encoded:
+def _integer_rows(problem, relaxed: bool, engine=solve_cpsat) -> Encoded:
+    """The integer rows of a rounding (CP-SAT's and Exact's model), evaluated; their optimum from the engine."""
     rows, right = integer_rows(problem, relaxed)
-    return Encoded(lambda mask: bool(np.all(rows @ np.asarray(mask, dtype=np.int64) >= right)))
+
+    def minimum():
+        result = engine(problem, relaxed, 30.0)
+        assert result.status in ("optimal", "infeasible"), result
+        return result.objective
+
+    return Encoded(lambda mask: bool(np.all(rows @ np.asarray(mask, dtype=np.int64) >= right)), minimum)
+
+
+def _scip(problem, margin: float) -> Encoded:
+    """SCIP's model is read from the HiGHS model's LP: its rows as HiGHS judges them, its optimum from SCIP."""
+
+    def minimum():
+        result = ScipModel(problem, margin).solve(30.0)
+        assert result.status in ("optimal", "infeasible"), result
+        return result.objective
+
+    return Encoded(_milp(problem, margin).accepts, minimum)
 
 
 def _folder() -> Path:
@@ -167,7 +192,8 @@ def _milp_file(problem, suffix: str) -> Encoded:
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.readModel(str(path))
-    return _highs(highs, problem)
+    assert highs.getLp().num_col_ == problem.n_units
+    return _highs(highs, problem, named=True)
 
 
 ENCODERS = {
@@ -175,8 +201,12 @@ ENCODERS = {
     "pysmt scaled (QF_LIA)": (lambda p: _pysmt(p, "scaled"), "restricted"),
     "highs >= (relaxation)": (lambda p: _milp(p, 0.0), "relaxed"),
     "highs strict margin": (lambda p: _milp(p, STRICT_MARGIN), "restricted"),
-    "cpsat relaxed rows": (lambda p: _cpsat_rows(p, True), "relaxed"),
-    "cpsat restricted rows": (lambda p: _cpsat_rows(p, False), "restricted"),
+    "scip >= (relaxation)": (lambda p: _scip(p, 0.0), "relaxed"),
+    "scip strict margin": (lambda p: _scip(p, STRICT_MARGIN), "restricted"),
+    "cpsat relaxed rows": (lambda p: _integer_rows(p, True), "relaxed"),
+    "cpsat restricted rows": (lambda p: _integer_rows(p, False), "restricted"),
+    "exact relaxed rows": (lambda p: _integer_rows(p, True, solve_exact), "relaxed"),
+    "exact restricted rows": (lambda p: _integer_rows(p, False, solve_exact), "restricted"),
     "opb relaxed (Exact)": (lambda p: _opb(p, "relaxed"), "relaxed"),
     "opb restricted (Exact)": (lambda p: _opb(p, "restricted"), "restricted"),
     "wcnf relaxed (RC2)": (lambda p: _wcnf(p, "relaxed"), "relaxed"),

@@ -122,7 +122,7 @@ def _hard_problem(seed: int = 0, n: int = 80, k: int = 10) -> MaskProblem:
     return MaskProblem(coefficients, 0.3 * np.maximum(coefficients, 0).sum(axis=1), np.ones(n), {})
 
 
-@pytest.mark.parametrize("backend", ["highs", "cpsat", "portfolio"])
+@pytest.mark.parametrize("backend", ["highs", "cpsat", "portfolio", "scip"])
 def test_progress_is_monotone_and_ends_at_the_result(backend):
     problem = _hard_problem()
     seen: list[SolveProgress] = []

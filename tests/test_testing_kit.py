@@ -107,6 +107,14 @@ def test_the_code_in_a_failure_rebuilds_the_problem():
     assert np.array_equal(rebuilt.bounds, problem.bounds) and np.array_equal(rebuilt.weights, problem.weights)
 
 
+def test_a_backend_that_raises_is_named_with_the_problem():
+    def broken(problem, timeout):
+        raise RuntimeError("segment table full")
+
+    with pytest.raises(KitFailure, match="(?s)raised an exception.*RuntimeError: segment table full.*reproduce with"):
+        check_backend(broken, mask_problems(max_units=3), max_examples=1)
+
+
 def test_a_backend_over_its_budget_is_caught():
     def slow(problem, timeout):
         import time

@@ -28,9 +28,7 @@ ZOO = Path(__file__).parent / "data" / "zoo"
 MANIFEST = json.loads((ZOO / "manifest.json").read_text())
 
 # exports `smug inspect` refuses today, with what stops them
-NOT_READ: dict[str, str] = {
-    "sklearn_mlp_digits.onnx": "2 outputs, label and ZipMap probabilities (issue 20 item 2)",
-}
+NOT_READ: dict[str, str] = {}
 
 
 # exports `explain` cannot explain today, with what stops them: those it cannot read

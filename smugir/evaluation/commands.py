@@ -103,7 +103,7 @@ def _setup(args: argparse.Namespace):
     from smugir.model import load_model
     from smugir.text import is_text_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     if is_text_model(model):
         raise InputError(f"smug {args.command} randomises image classifiers; {args.model!r} takes token ids "
                          "(smug eval scores text models)")
@@ -127,7 +127,7 @@ def _eval(args: argparse.Namespace) -> int:
     from smugir.model import load_model
     from smugir.text import is_text_model
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     if is_text_model(model):
         return _eval_text(args)
     check_methods(args.methods, extra=(OPTBOX,))
@@ -149,7 +149,7 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"unavailable {display_name(method)}: {reason}")
     methods = [m for m in args.methods if m not in missing]
     plan = Plan(str(Path(args.model).resolve()), setting, Reading(args.scale, tuple(args.mean), tuple(args.std)),
-                args.correct_only, MAX_THRESHOLDS)
+                args.correct_only, MAX_THRESHOLDS, output=args.output)
     identity = {"model_sha256": model.sha256, "reading": [args.scale, list(args.mean), list(args.std), args.pixels]}
     codes = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -258,7 +258,7 @@ def _eval_text(args: argparse.Namespace) -> int:
     methods = list(TEXT_METHODS) if args.methods == _names(EVAL_METHODS) else args.methods
     if args.out:
         check_folder(args.out, TEXT_EVAL_FILES, args.force)
-    model = load_model(args.model)
+    model = load_model(args.model, args.output)
     items = select(read_dataset(args.dataset, model.input_shape, None), True, args.dataset, args.limit)
     smug = {"top_k": args.top_k, "rank": args.rank, "gamma": args.gamma, "formulation": args.formulation, "baseline": args.baseline, "ig_steps": args.ig_steps,
             "solver": args.solver, "timeout": args.timeout}

@@ -51,23 +51,25 @@ def _shown(image_chw: np.ndarray) -> np.ndarray:
 
 
 def map_grid(comparison: Comparison, path: str | os.PathLike, max_samples: int = 6, force: bool = False):
-    """Rows: inputs; columns: the image, then each method's map (its 99th percentile = brightest, on
+    """Columns: inputs; rows: the image, then each method's map (its 99th percentile = brightest, on
     the colour bar's scale) with its best LSC box in green; OptBox, which has no map, shows its box
-    on the image. Sparse maps (SMUG's) have their non-zero pixels spread over a few pixels so that
-    they stay visible at figure size; such columns are marked with *."""
+    on the image. Inputs as columns keep the figure about 1,000 pixels wide however many methods
+    there are, so its text stays legible at README width. Sparse maps (SMUG's) have their non-zero
+    pixels spread over a few pixels so that they stay visible at figure size; such rows are marked *."""
     samples = list(comparison.images)[:max_samples]
     methods = list(dict.fromkeys(r.method for r in comparison.records))
     boxes = {(r.sample, r.method): r.box for r in comparison.records}
     lsc = {(r.sample, r.method): r.lsc for r in comparison.records}
-    rows, cols = max(1, len(samples)), 1 + len(methods)
-    figure, axes = plt.subplots(rows, cols, figsize=(PANEL_INCHES * cols + 0.6, (PANEL_INCHES + 0.15) * rows + 0.5), squeeze=False)
+    rows, cols = 1 + len(methods), max(1, len(samples))
+    figure, axes = plt.subplots(rows, cols, figsize=(PANEL_INCHES * cols + 1.8, (PANEL_INCHES + 0.3) * rows + 0.4), squeeze=False,
+                                layout="constrained")
     spread_methods = set()
     shown = None
-    for row, sample in enumerate(samples):
+    for col, sample in enumerate(samples):
         image = _shown(comparison.images[sample])
-        axes[row, 0].imshow(image, cmap="gray")
-        axes[row, 0].set_ylabel(str(sample)[:18], fontsize=7)
-        for col, method in enumerate(methods, start=1):
+        axes[0, col].imshow(image, cmap="gray")
+        axes[0, col].set_title(str(sample)[:24], fontsize=9)
+        for row, method in enumerate(methods, start=1):
             values = comparison.maps.get((sample, method))
             if values is None:
                 axes[row, col].imshow(image, cmap="gray")
@@ -80,23 +82,23 @@ def map_grid(comparison: Comparison, path: str | os.PathLike, max_samples: int =
             box = boxes.get((sample, method))
             if box:
                 top_, left, bottom, right = box
-                axes[row, col].add_patch(plt.Rectangle((left - 0.5, top_ - 0.5), right - left, bottom - top_, fill=False, edgecolor="lime", linewidth=1.2))
+                axes[row, col].add_patch(plt.Rectangle((left - 0.5, top_ - 0.5), right - left, bottom - top_, fill=False, edgecolor="lime", linewidth=1.5))
             if (sample, method) in lsc:
-                axes[row, col].set_xlabel(f"LSC {lsc[(sample, method)]:.2f}", fontsize=7, labelpad=1)
-    titles = ["input", *(display_name(m) + (" *" if m in spread_methods else "") for m in methods)]
-    for col, title in enumerate(titles):
-        axes[0, col].set_title(textwrap.fill(title, 14), fontsize=8)
+                axes[row, col].set_xlabel(f"LSC {lsc[(sample, method)]:.2f}", fontsize=9, labelpad=1)
+    labels = ["input", *(display_name(m) + (" *" if m in spread_methods else "") for m in methods)]
+    for row, label in enumerate(labels):
+        axes[row, 0].set_ylabel(textwrap.fill(label, 13), fontsize=10)
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])
     if shown is not None:
-        bar = figure.colorbar(shown, ax=axes, fraction=0.02, pad=0.01)
-        bar.set_label("map value / its 99th percentile", fontsize=8)
-        bar.ax.tick_params(labelsize=7)
+        bar = figure.colorbar(shown, ax=axes, fraction=0.03, pad=0.01, shrink=min(1.0, 4 / rows))
+        bar.set_label("map value / its 99th percentile", fontsize=9)
+        bar.ax.tick_params(labelsize=8)
     note = "green: the best LSC box (lower LSC is better)"
     if spread_methods:
-        note += "; * sparse maps: non-zero pixels enlarged to stay visible"
-    figure.suptitle(note, fontsize=8, y=0.005, va="bottom")
+        note += "\n* sparse maps: non-zero pixels enlarged to stay visible"
+    figure.supxlabel(note, fontsize=9)
     return _save(figure, path, force)
 
 
@@ -127,11 +129,10 @@ def randomisation_figure(records: Sequence[SanityRecord]):
     of randomised layers (0 = original), one line per method, the band +- one standard deviation."""
     modes = list(dict.fromkeys(r.mode for r in records))
     methods = list(dict.fromkeys(r.method for r in records))
-    figure, axes = plt.subplots(len(modes), len(MEASURES), figsize=(3.2 * len(MEASURES), 2.6 * len(modes)), squeeze=False)
+    figure, axes = plt.subplots(len(modes), len(MEASURES), figsize=(2.4 * len(MEASURES), 2.3 * len(modes) + 0.5), squeeze=False)
     for row, mode in enumerate(modes):
         chosen = [r for r in records if r.mode == mode]
         indices = sorted({r.step for r in chosen})
-        labels = {r.step: (r.layer or "original") for r in chosen}
         for col, (measure, title) in enumerate(MEASURES):
             axis = axes[row, col]
             for method in methods:
@@ -142,8 +143,15 @@ def randomisation_figure(records: Sequence[SanityRecord]):
                 axis.fill_between(indices, mean - spread, mean + spread, alpha=0.15)
             axis.set_ylim(-1.05, 1.05)
             axis.axhline(0, color="gray", linewidth=0.5)
-            axis.set_title(f"{mode}: {title}", fontsize=9)
-            axis.set_xticks(indices, [labels[i] for i in indices], rotation=60, fontsize=6)
-    axes[0, 0].legend(fontsize=7)
-    figure.tight_layout()
+            if row == 0:
+                axis.set_title(title, fontsize=10)
+            axis.set_xticks(indices, [str(i) for i in indices], fontsize=9)
+            axis.tick_params(axis="y", labelsize=9)
+        axes[row, 0].set_xlabel("randomised layers (step)", fontsize=9)
+        axes[row, 0].set_ylabel(mode, fontsize=10)
+    axes[0, 0].legend(fontsize=8)
+    steps = {r.step: (r.layer or "original") for r in records}
+    key = "; ".join(f"{i}: {steps[i]}" for i in sorted(steps))
+    figure.tight_layout(rect=(0, 0.04 + 0.012 * (len(key) // 150), 1, 1))
+    figure.text(0.01, 0.005, textwrap.fill("steps, by the layer randomised (cascading: the last of those randomised so far): " + key, 150), fontsize=8, va="bottom")
     return figure

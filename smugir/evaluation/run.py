@@ -77,6 +77,7 @@ class Plan:
     only_correct: bool
     max_thresholds: int | None
     session_threads: int = 0
+    output: str | None = None  # the class-score output of a model with several (`smugir.outputs`)
 
 
 @dataclass(frozen=True)
@@ -93,25 +94,25 @@ Finished = Callable[[Done], None]
 
 
 @lru_cache(maxsize=2)
-def _model(model_path: str, threads: int):
+def _model(model_path: str, threads: int, output: str | None = None):
     """Loaded once per worker process (with its onnxruntime thread count), not once per input."""
     from smugir.model import load_model, set_session_threads
 
     set_session_threads(threads)
-    return load_model(model_path)
+    return load_model(model_path, output)
 
 
 _CLASSIFIERS: dict[tuple, Any] = {}
 
 
-def _classifier(model_path: str, threads: int, layout):
+def _classifier(model_path: str, threads: int, layout, output: str | None = None):
     """One per worker process and model: its batched session is built once."""
     from smugir.evaluation.classifier import ImageClassifier
 
-    key = (model_path, threads, pickle.dumps(layout))
+    key = (model_path, threads, pickle.dumps(layout), output)
     if key not in _CLASSIFIERS:
         _CLASSIFIERS.clear()
-        _CLASSIFIERS[key] = ImageClassifier(_model(model_path, threads), layout)
+        _CLASSIFIERS[key] = ImageClassifier(_model(model_path, threads, output), layout)
     return _CLASSIFIERS[key]
 
 
@@ -131,8 +132,8 @@ def evaluate_photo(plan: Plan, photo: Photo, methods: tuple[str, ...], on_done: 
             on_done(result)
 
     try:
-        model = _model(plan.model_path, plan.session_threads)
-        classify = _classifier(plan.model_path, plan.session_threads, plan.setting.layout)
+        model = _model(plan.model_path, plan.session_threads, plan.output)
+        classify = _classifier(plan.model_path, plan.session_threads, plan.setting.layout, plan.output)
         x = photo.x if photo.path is None else _read_image(photo.path, model, plan)
         predicted = int(classify(classify.to_image(x)[None]).argmax())
     except Exception as exc:  # noqa: BLE001 (one bad input never stops a run)

@@ -14,6 +14,11 @@ import weakref
 
 import numpy as np
 import onnx
+import onnxruntime as ort
+
+from smugir.affine import apply_roundings
+from smugir.budget import elements, require
+from smugir.errors import UnsupportedModelError
 
 from smugir.folding import SHAPE_OPS, fold_constants
 from smugir.layers import ConvLayer, DenseLayer, FirstLayer
@@ -42,7 +47,37 @@ def first_layer(model: Model) -> FirstLayer:
     """Follow the data input through the supported preprocessing to the first linear layer."""
     graph = ReaderGraph(_per_sample_proto(model), model.opset)
     dtype = onnx.helper.np_dtype_to_tensor_dtype(model.data_input.dtype)
-    return _read_linear(model, graph, walk_to_linear(graph, model.input_name, model.input_shape, dtype))
+    reached = walk_to_linear(graph, model.input_name, model.input_shape, dtype)
+    if reached.affine.roundings and _rounding_error(model, reached) is not None:  # float16 as ONNX defines it, or as onnxruntime runs it
+        error = _rounding_error(model, reached := walk_to_linear(graph, model.input_name, model.input_shape, dtype, True))
+        if error is not None:
+            raise UnsupportedModelError(
+                f"the float16 rounding in front of the first layer {node_label(reached.node)!r} is neither what ONNX defines nor "
+                f"how onnxruntime {ort.__version__} runs float16 arithmetic in float32 (the reading is {error:.3g} off on a random "
+                "input); smugir reads float16 only where one of the two matches onnxruntime exactly"
+            )
+    return _read_linear(model, graph, reached)
+
+
+NEURON_BYTES = 64  # per first-layer neuron while it is read: its order, channel and float64 values on x and the baseline
+ROUNDING_PROBES = 3
+ROUNDING_TOLERANCE = 1e-6  # of the largest |z|: float16's rounding moves values by up to 4.9e-4 of themselves
+
+
+def _rounding_error(model: Model, reached: Reached) -> float | None:
+    """None when the float16 roundings read are the ones onnxruntime computes, on random inputs and
+    on inputs with zeroed elements (masked ones); else the largest difference. onnxruntime 1.31 runs
+    float16 arithmetic its CPU lacks kernels for in float32 and drops the Cast pairs it inserts, so a
+    `Cast(float16) -> Mul` is computed without either rounding ONNX defines: read both ways, checked."""
+    rng = np.random.default_rng(0)
+    for probe in range(ROUNDING_PROBES):
+        x = (rng.normal(size=model.input_shape) * 4 * (rng.random(model.input_shape) < 0.7 if probe else 1)).astype(model.data_input.dtype)
+        z = np.asarray(model.run(x, (reached.tensor,))[1], dtype=np.float64)
+        read = reached.affine.apply(apply_roundings(reached.affine.roundings, x.astype(np.float64).reshape(-1)))
+        error = np.abs(z.reshape(-1) - read.reshape(-1)).max(initial=0.0)
+        if not error <= ROUNDING_TOLERANCE * np.abs(z).max(initial=0.0):
+            return float(error)
+    return None
 
 
 def _read_linear(model: Model, graph: ReaderGraph, reached: Reached) -> FirstLayer:
@@ -50,6 +85,7 @@ def _read_linear(model: Model, graph: ReaderGraph, reached: Reached) -> FirstLay
     if node.op_type == "Conv":
         weight, bias, geometry, affine = conv_params(node, graph, affine)
         grid = geometry.pop("output_shape")
+        require(f"the first layer's {elements(grid)} neurons (Conv {node_label(node)!r}, output {list(grid)})", NEURON_BYTES * elements(grid))
         channel_of = np.repeat(np.arange(grid[1]), int(np.prod(grid[2:])))
     else:
         weight, bias = dense_params(node, graph, reached.tensor, affine)

@@ -22,6 +22,7 @@ class Step:
     affines: dict[str, InputAffine]
     dtype: int  # element type of the tensors the walk follows into the node
     n_inputs: int  # raw input elements
+    float32_arithmetic: bool = False  # read float16 arithmetic as onnxruntime's CPU runs it (`smugir.reader.rules.casts`)
 
     @property
     def tensor(self) -> str:

@@ -33,7 +33,8 @@ class Reached:
     described: tuple[str, ...]
 
 
-def walk_to_linear(graph: ReaderGraph, input_name: str, shape: tuple[int, ...], dtype: int) -> Reached:
+def walk_to_linear(graph: ReaderGraph, input_name: str, shape: tuple[int, ...], dtype: int, float32_arithmetic: bool = False) -> Reached:
+    """`float32_arithmetic`: float16 Sub/Add/Mul/Div computed in float32 without roundings (onnxruntime's CPU)."""
     check_elements(onnx.NodeProto(name=input_name, op_type="input"), shape)
     affines: dict[str, InputAffine] = {input_name: identity_affine(shape)}
     n_inputs = affines[input_name].index.size
@@ -54,11 +55,11 @@ def walk_to_linear(graph: ReaderGraph, input_name: str, shape: tuple[int, ...], 
         if rule is None:
             where = "right after the data input" if followed == [input_name] else "between the data input and the first linear layer"
             raise UnsupportedOpError(node_label(node), node.op_type, where, tuple(PREPROCESSING_RULES) + LINEAR_OPS)
-        step = Step(node, graph, {n: affines[n] for n in followed}, dtypes[followed[0]], n_inputs)
+        step = Step(node, graph, {n: affines[n] for n in followed}, dtypes[followed[0]], n_inputs, float32_arithmetic)
         outputs, label = rule(step)
         to = _output_type(node, step.dtype)
         for name, affine in zip(node.output, outputs):
-            if node.op_type in VALUE_OPS:
+            if node.op_type in VALUE_OPS and not float32_arithmetic:
                 affine = in_low_precision(affine, to, node, n_inputs)
             check_elements(node, affine.shape)
             affines[name], dtypes[name] = affine, to

@@ -1,5 +1,5 @@
-"""The MILP backend: one search over the 0-1 programs of encoders/milp.py (relaxation first,
-strict margins only for ties, the network start), with HiGHS as the engine."""
+"""The MILP backends' search over the 0-1 programs of encoders/milp.py (relaxation first, strict
+margins only for ties, the network start), on any engine with MilpModel's interface (HiGHS, SCIP)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,6 @@ import numpy as np
 
 from smugir.problem import NetworkMaskProblem
 from smugir.solvers.base import OnProgress, Problem, Solution, Tracker, bound_reaches, checked, stopped, time_left
-
-
-def highs(problem: Problem, timeout: float | None, solutions: int, on_progress: OnProgress | None = None,
-          stop: threading.Event | None = None, start: np.ndarray | None = None, **options) -> list[Solution]:
-    """HiGHS (highspy), single-threaded."""
-    from smugir.encoders.milp import MilpModel, version
-
-    return milp_search(problem, timeout, solutions, MilpModel, version(), on_progress, stop, start)
 
 
 def milp_search(problem: Problem, timeout: float | None, solutions: int, engine: Callable[[Problem, float], Any], name: str,

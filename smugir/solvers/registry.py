@@ -6,16 +6,18 @@ from smugir.errors import SolverError
 from smugir.problem import MaskProblem
 from smugir.solvers.base import Backend, OnProgress, Problem, Solution
 from smugir.solvers.cpsat import cpsat
-from smugir.solvers.milp import highs
+from smugir.solvers.exact import exact
+from smugir.solvers.highs import highs
 from smugir.solvers.portfolio import race
+from smugir.solvers.scip import scip
 from smugir.solvers.smt_search import smt_search
 from smugir.solvers.strengthened import strengthen
 from smugir.solvers.z3_optimize import z3_optimize
 
 PORTFOLIO = ("highs", "cpsat")  # raced by `portfolio`, the first alone for its HEAD_START
-FIRST_LAYER_ONLY = ("cpsat",)  # backends that refuse whole-network problems
-STRENGTHENED = ("portfolio", "highs", "cpsat")  # backends run inside the exact layer (presolve, incumbent, fixing)
-STARTS_FROM_INCUMBENT = ("highs",)  # given the incumbent as a start instead of an objective cutoff row
+FIRST_LAYER_ONLY = ("cpsat", "exact")  # backends that refuse whole-network problems
+STRENGTHENED = ("portfolio", "highs", "cpsat", "exact", "scip")  # backends run inside the exact layer (presolve, incumbent, fixing)
+STARTS_FROM_INCUMBENT = ("highs", "scip")  # given the incumbent as a start instead of an objective cutoff row
 
 
 def portfolio(problem: Problem, timeout: float | None, solutions: int, on_progress: OnProgress | None = None,
@@ -31,6 +33,8 @@ BACKENDS: dict[str, Backend] = {
     "portfolio": portfolio,
     "highs": highs,
     "cpsat": cpsat,
+    "exact": exact,
+    "scip": scip,
     "z3": smt_search("z3"),
     "z3-optimize": z3_optimize,
 }

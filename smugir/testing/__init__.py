@@ -19,7 +19,7 @@ from smugir.testing.brute_force import BruteForce, brute_force, exactly_satisfie
 from smugir.testing.encoder_check import Encoded, check_encoded, check_encoder, encoder_problems
 from smugir.testing.exporter_models import ExporterBuilt, exporter_models
 from smugir.testing.graphs import Built, GraphBuilder, random_weights
-from smugir.testing.models import ACTIVATIONS, MONOTONE_ACTIVATIONS, conv_models, dense_models, first_layer_models, loaded_with_units
+from smugir.testing.models import ACTIVATIONS, conv_models, dense_models, first_layer_models, loaded_with_units
 from smugir.testing.problems import (
     FirstLayerProblem,
     any_problems,
@@ -34,7 +34,7 @@ from smugir.testing.problems import (
 from smugir.testing.report import KitFailure, problem_code
 
 __all__ = [
-    "ACTIVATIONS", "MONOTONE_ACTIVATIONS", "Built", "BruteForce", "Encoded", "ExporterBuilt", "FirstLayerProblem", "GraphBuilder", "KitFailure",
+    "ACTIVATIONS", "Built", "BruteForce", "Encoded", "ExporterBuilt", "FirstLayerProblem", "GraphBuilder", "KitFailure",
     "any_problems", "brute_force", "check_backend", "check_backend_answer", "check_encoded", "check_encoder", "conv_models",
     "dense_models", "encoder_problems", "exactly_satisfied", "exhaustive_minimum", "exporter_models", "feasible_masks", "first_layer_models",
     "first_layer_problems", "loaded_with_units", "mask_problems", "masking_problems", "network_problems", "problem_code",

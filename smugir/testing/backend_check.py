@@ -77,9 +77,9 @@ def check_backend_answer(problem: Problem, answer: Any, truth: BruteForce | None
                 raise failure(problem, f"{which} claims an optimum that is not optimal", _truth_text(best), f"optimal {value:g} ({mask_text(mask)})")
             earlier.append(mask)
         if status == "infeasible" and best is not None:
-            optimal = truth.masks[truth.feasible][0] if not earlier else None
+            witness = truth.masks[truth.feasible][0] if not earlier else None
             raise failure(problem, f"{which} claims infeasible, but a mask exists", _truth_text(best),
-                          "infeasible" + (f" (e.g. {mask_text(optimal)} is feasible)" if optimal is not None else ""))
+                          "infeasible" + (f" (but {mask_text(witness)} is feasible)" if witness is not None else ""))
         if bound is not None and best is not None and float(bound) > best and not _same(float(bound), best):
             raise failure(problem, f"{which}'s lower bound exceeds the optimum", f"a bound <= {best:g}", f"bound {bound}")
         if status in ("infeasible", "unknown") or mask is None:
@@ -90,7 +90,10 @@ def check_backend_answer(problem: Problem, answer: Any, truth: BruteForce | None
 def timed_answer(solve: Backend, problem: Problem, timeout: float, grace: float) -> Any:
     """Call the backend and check it kept to its time budget (plus `grace` seconds)."""
     start = time.monotonic()
-    answer = solve(problem, timeout)
+    try:
+        answer = solve(problem, timeout)
+    except Exception as exc:  # noqa: BLE001 (named with the problem that caused it)
+        raise failure(problem, "the backend raised an exception", "an answer", f"{type(exc).__name__}: {exc}") from exc
     seconds = time.monotonic() - start
     if seconds > timeout + grace:
         raise failure(problem, "the backend ignored its time budget", f"an answer within {timeout:g} s (+{grace:g} s grace)", f"{seconds:.1f} s")

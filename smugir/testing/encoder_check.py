@@ -108,7 +108,7 @@ def check_encoded(problem: Problem | FirstLayerProblem, encoded: Encoded, semant
 
 def encoder_problems(max_units: int = 12) -> st.SearchStrategy[Problem | FirstLayerProblem]:
     """The default problems: random, tie-heavy, and made by smugir from random ONNX models."""
-    return st.one_of(mask_problems(max_units), tie_problems(min(max_units, 10)), first_layer_problems(max_units))
+    return st.one_of(tie_problems(min(max_units, 10)), mask_problems(max_units), first_layer_problems(max_units))
 
 
 def check_encoder(

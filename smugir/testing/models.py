@@ -20,7 +20,6 @@ from smugir.testing.graphs import Built, GraphBuilder, normalise, random_weights
 
 # Activations as exporters write them; the label is how smugir's reader names what it read.
 ACTIVATIONS = ("Relu", "ClipInputs", "ClipMaxOnly", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "SiLU", "Tanh", None)
-MONOTONE_ACTIVATIONS = tuple(a for a in ACTIVATIONS if a not in ("HardSwish", "SiLU"))  # non-decreasing: act up => pre up
 
 
 def activation(b: GraphBuilder, act: str | None, pre: str) -> tuple[str, str]:

@@ -23,10 +23,21 @@ def cast(step: Step) -> tuple[tuple[InputAffine, ...], str]:
             f"node {step.label!r} casts the input to a non-float type ({to}); smugir folds only casts between float types"
         )
     affine = step.affine
+    if step.float32_arithmetic and to in LOW_PRECISION and _into_float32_arithmetic(step):
+        return (affine,), f"Cast to {LOW_PRECISION[to]} (onnxruntime computes on in float32: no rounding)"
     if to in LOW_PRECISION and step.dtype != to:
         affine = rounded(affine, LOW_PRECISION[to], step.node, step.n_inputs)
         return (affine,), f"Cast to {LOW_PRECISION[to]} (rounding modelled)"
     return (affine,), "Cast"
+
+
+def _into_float32_arithmetic(step: Step) -> bool:
+    """onnxruntime's CPU has no float16 Sub/Add/Mul/Div: it casts their operands to float32 and then
+    drops the Cast(float16) -> Cast(float32) pair, so a Cast read only by them rounds nothing."""
+    from smugir.reader.rules import VALUE_OPS
+
+    readers = step.graph.consumers.get(step.node.output[0], [])
+    return bool(readers) and all(node.op_type in VALUE_OPS for node in readers) and step.node.output[0] not in step.graph.outputs
 
 
 def rounded(affine: InputAffine, dtype: str, node: onnx.NodeProto, size: int) -> InputAffine:
