@@ -129,5 +129,5 @@ def sanity_section(modes: dict[str, dict[str, Any]], curves_src: str | None) -> 
         parts.append(f'<img src="{esc(curves_src)}" alt="randomisation curves" style="max-width: 100%">')
     for mode, content in modes.items():
         parts.append(f"<h3>{esc(mode)}</h3>")
-        parts.append(table(["step", "layer changed", *content["methods"]], content["rows"]))
+        parts.append(f'<div class="steps">{table(["step", "layer changed", *content["methods"]], content["rows"])}</div>')
     return "".join(parts)

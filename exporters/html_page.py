@@ -32,7 +32,7 @@ STYLE = """
 .smugir .card img { image-rendering: pixelated; } .smugir .card figcaption { max-width: 128px; } .smugir figure svg, .smugir figure img { display: block; }
 .smugir .controls { margin: 0.5em 0; } .smugir .controls label { margin-right: 1em; }
 .smugir mark { padding: 0 0.15em; border-radius: 2px; }
-.smugir .keys td { text-align: left; } .smugir figure img { image-rendering: pixelated; }
+.smugir .keys td, .smugir .steps td:nth-child(2) { text-align: left; } .smugir figure img { image-rendering: pixelated; }
 .smugir .words { font-size: 1.2em; line-height: 1.9; }
 """
 

@@ -13,6 +13,8 @@ import os
 import shlex
 from typing import Sequence
 
+from PIL import Image
+
 from smugir.exporters.html_page import esc, figure, fragment, number, page, png_uri, table, SORT_SCRIPT
 from smugir.exporters.pictures import colour_bar, input_picture, map_scale, outlined, overlay_picture, per_pixel, png_bytes, saliency_picture, saliency_spread, stacked
 
@@ -34,7 +36,8 @@ def _pictures(explanation) -> str:
     layout, label = explanation.layout, explanation.label
     kept = int(explanation.unit_mask.sum())
     heat = saliency_picture(layout, explanation.saliency)
-    bar = colour_bar(heat.width, map_scale(per_pixel(layout, explanation.saliency)), f"SMUG_base score (IG to label {label}); grey: not kept")
+    heat = heat.resize((SHOWN, round(SHOWN * heat.height / heat.width)), Image.Resampling.NEAREST)  # at display size: the bar's text stays sharp
+    bar = colour_bar(SHOWN, map_scale(per_pixel(layout, explanation.saliency)), f"SMUG_base score (IG to label {label}); grey: not kept")
     spread = " (kept pixels enlarged to stay visible)" if saliency_spread(layout, explanation.saliency) else ""
     return "".join([
         figure(png_uri(png_bytes(input_picture(layout, explanation.x))), f"input ({layout.name})", SHOWN),

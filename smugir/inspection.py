@@ -21,7 +21,7 @@ def inspect_model(path: str | os.PathLike, output: str | None = None) -> dict:
         "opset": model.opset,
         "inputs": [model.data_input.to_json()],
         "initializer_inputs": sum(1 for v in model.proto.graph.input if v.name in initializers),
-        "outputs": [model.output.to_json()],
+        "outputs": [{**model.output.to_json(), **({"chosen": model.output_note} if model.output_note else {})}],
         "ops": [node.op_type for node in model.proto.graph.node],
         "constant_subgraphs": _folding_json(model),
         "preprocessing": list(layer.preprocessing),
@@ -48,7 +48,7 @@ def format_summary(summary: dict) -> str:
     lines = [
         f"model       {summary['model']}  (sha256 {summary['sha256'][:16]}..., opset {summary['opset']})",
         *(f"input       {i['name']!r} {i['shape']} {i['dtype']}" for i in summary["inputs"]),
-        *(f"output      {o['name']!r} {o['shape']} {o['dtype']}" for o in summary["outputs"]),
+        *(f"output      {o['name']!r} {o['shape']} {o['dtype']}" + (f"  ({o['chosen']})" if o.get("chosen") else "") for o in summary["outputs"]),
         f"ops         {' -> '.join(ops)}  ({len(summary['ops'])} nodes)",
         f"constants   {_constants_line(summary['constant_subgraphs'])}",
         f"folded      {'; '.join(summary['preprocessing']) or 'nothing (the linear layer reads the input directly)'}",

@@ -60,6 +60,7 @@ class Model:
     data_input: TensorInfo
     output: TensorInfo
     folding: FoldingReport | None = None  # what load_model folded (constant subgraphs)
+    output_note: str = ""  # how the scores were chosen among several outputs (`smugir.outputs`)
     _sessions: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -164,7 +165,7 @@ def _model_from_bytes(raw: bytes, path: Path, external: bool, output: str | None
     except UnicodeDecodeError:  # protobuf and the checker's messages decode names as UTF-8
         raise ModelFileError(f"{str(path)!r} holds a name or string that is not UTF-8 text; not a valid ONNX model") from None
     several = len(proto.graph.output) > 1
-    proto = choose_output(proto, str(path), output)
+    proto, output_note = choose_output(proto, str(path), output)
     data_input, scores = _single_input_and_output(proto, path)
     check_classifier_output(scores, path, proto.graph.output[0].type.tensor_type.HasField("shape"))
     check_model_convolutions(proto)
@@ -172,7 +173,7 @@ def _model_from_bytes(raw: bytes, path: Path, external: bool, output: str | None
     digest = model_sha256(raw, ranges)
     if several:  # what is explained is the file and its chosen output: no cache may mix two outputs' results
         digest = hashlib.sha256(f"{digest}\noutput {scores.name}".encode("utf-8", errors="surrogatepass")).hexdigest()
-    return Model(path=path, proto=proto, sha256=digest, data_input=data_input, output=scores, folding=folding)
+    return Model(path=path, proto=proto, sha256=digest, data_input=data_input, output=scores, folding=folding, output_note=output_note)
 
 
 def model_from_proto(proto: onnx.ModelProto, path: Path, sha256: str) -> Model:

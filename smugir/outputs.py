@@ -40,11 +40,12 @@ class Candidate:
 _FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
 
 
-def choose_output(proto: onnx.ModelProto, path: str, name: str | None = None) -> onnx.ModelProto:
-    """`proto` cut to its class-score output: the named one, or the only float scores among several."""
+def choose_output(proto: onnx.ModelProto, path: str, name: str | None = None) -> tuple[onnx.ModelProto, str]:
+    """`proto` cut to its class-score output (the named one, or the only float scores among several),
+    and how that choice reads in `smug inspect` ('' for a model with one output)."""
     outputs = list(proto.graph.output)
     if name is None and len(outputs) == 1:
-        return proto
+        return proto, ""
     candidates = [_candidate(proto, value) for value in outputs]
     listing = ", ".join(f"{c.name!r} ({c.note})" for c in candidates)
     if name is not None:
@@ -60,7 +61,10 @@ def choose_output(proto: onnx.ModelProto, path: str, name: str | None = None) ->
             raise UnsupportedModelError(
                 f"{path!r} has {len(outputs)} outputs ({listing}); {what}; choose the class scores with --output NAME"
             )
-    return _cut_to(proto, chosen[0])
+    others = [c.name for c in candidates if c is not chosen[0]]
+    what = f"the float scores of the ZipMap output {chosen[0].name!r}" if chosen[0].tensor != chosen[0].name else "chosen"
+    note = f"{what}{' by --output' if name is not None else ' by type and shape'}; not explained: {', '.join(map(repr, others)) or 'none'}"
+    return _cut_to(proto, chosen[0]), note
 
 
 def _candidate(proto: onnx.ModelProto, value: onnx.ValueInfoProto) -> Candidate:

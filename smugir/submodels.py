@@ -47,8 +47,9 @@ def suffix_model(proto: onnx.ModelProto, from_tensor: str, to_tensor: str | None
     to_tensor = to_tensor or proto.graph.output[0].name
     reads = shape_reads_before(proto, from_tensor, to_tensor)
     if reads:
-        suffix = _suffix(rewrite_shape_reads(proto, from_tensor, reads), from_tensor, to_tensor)
-        _check_suffix(proto, suffix, from_tensor, to_tensor)
+        rewritten, batched = rewrite_shape_reads(proto, from_tensor, reads)
+        suffix = _suffix(rewritten, from_tensor, to_tensor)
+        _check_suffix(proto, suffix, from_tensor, to_tensor, batched)
         return suffix
     return _suffix(proto, from_tensor, to_tensor)
 
@@ -81,8 +82,8 @@ def _suffix(proto: onnx.ModelProto, from_tensor: str, to_tensor: str) -> onnx.Mo
     return onnx.utils.Extractor(proto).extract_model([from_tensor], [to_tensor])
 
 
-def _check_suffix(whole: onnx.ModelProto, suffix: onnx.ModelProto, from_tensor: str, to_tensor: str) -> None:
-    """The rewritten suffix on the whole model's `from_tensor` gives its `to_tensor` (batch 1, and 2 if dynamic)."""
+def _check_suffix(whole: onnx.ModelProto, suffix: onnx.ModelProto, from_tensor: str, to_tensor: str, batched: bool) -> None:
+    """The rewritten suffix on the whole model's `from_tensor` gives its `to_tensor` (batch 1, and 2 if it reads the batch)."""
     initializers = {t.name for t in whole.graph.initializer}
     data = next(v for v in whole.graph.input if v.name not in initializers)
     dims = [d.dim_value if d.HasField("dim_value") else None for d in data.type.tensor_type.shape.dim]
@@ -92,7 +93,7 @@ def _check_suffix(whole: onnx.ModelProto, suffix: onnx.ModelProto, from_tensor: 
     whole_session = make_session(expose_outputs(whole, [from_tensor]) if from_tensor not in {o.name for o in whole.graph.output} else whole)
     suffix_session = make_session(suffix)
     rng = np.random.default_rng(0)
-    for batch in (1, 2) if dims and dims[0] is None else (None,):
+    for batch in (1, 2) if dims and dims[0] is None and batched else (1,) if dims and dims[0] is None else (None,):
         shape = [batch if d is None and axis == 0 else d for axis, d in enumerate(dims)]
         if any(d is None for d in shape):
             return  # a symbolic dim other than the batch: the reader refuses such inputs itself

@@ -41,8 +41,10 @@ def shape_reads_before(proto: onnx.ModelProto, from_tensor: str, to_tensor: str)
     return found
 
 
-def rewrite_shape_reads(proto: onnx.ModelProto, from_tensor: str, reads: list[onnx.NodeProto]) -> onnx.ModelProto:
-    """A copy of `proto` where each node of `reads` computes its value from `from_tensor`'s shape."""
+def rewrite_shape_reads(proto: onnx.ModelProto, from_tensor: str, reads: list[onnx.NodeProto]) -> tuple[onnx.ModelProto, bool]:
+    """A copy of `proto` where each node of `reads` computes its value from `from_tensor`'s shape, and
+    whether the batch is read from it (False: `from_tensor`'s leading dim is not the input's batch, so
+    the shapes are written for a batch of 1, the suffix's own batch)."""
     dims = _static_dims(proto)
     batch = _batch_param(proto)
     from_dims = dims.get(from_tensor)
@@ -66,7 +68,7 @@ def rewrite_shape_reads(proto: onnx.ModelProto, from_tensor: str, reads: list[on
         nodes.extend(_replacement(node, shape, from_tensor, from_dims if batch_known else None, f"{PREFIX}/{index}", graph))
     del graph.node[:]
     graph.node.extend(_topological(nodes, {t.name for t in graph.initializer} | {v.name for v in graph.input}))
-    return rewritten
+    return rewritten, batch_known
 
 
 def _replacement(node: onnx.NodeProto, shape: list, from_tensor: str, from_dims: list | None, prefix: str,

@@ -25,6 +25,7 @@ def test_skl2onnx_zipmap_probabilities_are_the_scores() -> None:
     assert model.output_name == named.output_name == "out_activations_result"
     assert [o.name for o in model.proto.graph.output] == ["out_activations_result"]
     assert not any(n.domain == "ai.onnx.ml" for n in model.proto.graph.node)  # ZipMap, ArrayFeatureExtractor cut away
+    assert "ZipMap output 'output_probability' by type and shape; not explained: 'output_label'" in model.output_note
     images = np.load(ZOO / "digits_samples.npz")["images"].reshape(-1, 64).astype(np.float32)
     original = ort.InferenceSession(str(DIGITS), providers=["CPUExecutionProvider"])
     labels, maps = original.run(None, {"input": images})

@@ -101,3 +101,17 @@ def test_zoo_dynamic_batch_suffix(name: str) -> None:
                                                                                     {model.input_name: x})
     (got,) = make_session(suffix).run([model.output_name], {layer.post_name: h})
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+
+
+def test_activations_without_a_known_batch_give_a_batch_one_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "dyn.onnx"
+    onnx.save(_model(2, 5, None, None, False, 3), path)
+    model = load_model(path)
+    layer = first_layer(model)
+    for value in model.proto.graph.value_info:  # the activations' shape unknown: their leading dim cannot stand for the batch
+        if value.name == layer.post_name:
+            value.type.tensor_type.ClearField("shape")
+    suffix = suffix_model(model.proto, layer.post_name)
+    x = np.random.default_rng(0).normal(size=(1, 2, 5, 5)).astype(np.float32)
+    expected, h = make_session(expose_outputs(model.proto, [layer.post_name])).run(["logits", layer.post_name], {"x": x})
+    np.testing.assert_array_equal(make_session(suffix).run(["logits"], {layer.post_name: h})[0], expected)
