@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         ig = r.get("timings", {}).get("ig")
         lines.append(
-            f"| {r['family']} | {r['exporter']} | {r['read']} | {r['explained']} | {r['status']} | {r['seconds']:.0f} | {r.get('cpu', 0):.0f} | "
+            f"| {re.sub(r'; small: [^)]*', '', r['family'])} | {r['exporter']} | {r['read']} | {r['explained']} | {r['status']} | {r['seconds']:.0f} | {r.get('cpu', 0):.0f} | "
             f"{'-' if ig is None else f'{ig:.0f}'} | {r.get('peak_mb', 0):.0f} |"
         )
     return "\n".join(lines)

@@ -20,7 +20,6 @@ import json
 import pickle
 import queue
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import numpy as np
 import scipy.sparse
 
 from smugir.errors import SolverError
+from smugir.isolation import child_environment, python_module_command
 from smugir.problem import MaskProblem
 
 SCALE_BITS = 30  # the largest number of a row becomes about 2^30; sums of 10^5 of them fit int64
@@ -74,19 +74,30 @@ class CpSatResult:
     seconds: float
 
 
+ERROR_BYTES = 4096  # the end of the child's stderr kept for an error message
+
+
 class _Child:
-    """A CP-SAT process (`smugir.encoders.cpsat_child`) and the lines it prints, read by a thread."""
+    """A CP-SAT process (`smugir.encoders.cpsat_child`) and the lines it prints, read by a thread;
+    its stderr is drained by another (a full pipe would block it: PYTHONVERBOSE=1 writes 100s of KB)."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "smugir.encoders.cpsat_child"],
+        self.process = subprocess.Popen(python_module_command("smugir.encoders.cpsat_child"), env=child_environment(),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: queue.Queue = queue.Queue()
+        self.stderr_tail = b""
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        self.drain = threading.Thread(target=self._drain, daemon=True)
+        self.drain.start()
 
     def _read(self) -> None:
         for line in self.process.stdout:
             self.lines.put(line)
+
+    def _drain(self) -> None:
+        while chunk := self.process.stderr.read1(1 << 16):  # in chunks: a line may have no end
+            self.stderr_tail = (self.stderr_tail + chunk)[-ERROR_BYTES:]
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -102,8 +113,11 @@ class _Child:
             pass
 
     def error(self) -> str:
-        lines = self.process.stderr.read().decode(errors="replace").strip().splitlines() if not self.alive() else []
-        return lines[-1] if lines else str(self.process.returncode)
+        """The child's last stderr line (once it ended), else its exit code."""
+        if not self.alive():
+            self.drain.join(timeout=GRACE)
+        lines = self.stderr_tail.decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines and not self.alive() else str(self.process.returncode)
 
     def close(self, kill: bool = False) -> None:
         """End the process: closing stdin ends an idle one; `kill` (or no exit within GRACE) kills it."""
@@ -118,6 +132,7 @@ class _Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.drain.join(timeout=GRACE)
         for stream in (self.process.stdout, self.process.stderr):
             stream.close()
 

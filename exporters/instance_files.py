@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from smugir.errors import InputError
+from smugir.exporters.choices import FORMATS
 from smugir.exporters.family_readme import family_readme
 from smugir.exporters.files import check_target, staged_folder, write_text
 from smugir.exporters.milp import write_milp
@@ -35,7 +36,6 @@ from smugir.instance_status import (
     resolve_bound,
 )
 
-FORMATS = ("smt2", "opb", "wcnf", "mps", "lp")
 PB_WRITERS = {"opb": write_opb, "wcnf": write_wcnf}
 
 

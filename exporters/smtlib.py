@@ -19,9 +19,9 @@ from pysmt.smtlib.printers import to_smtlib
 
 from smugir.encoders.pysmt import Encoding
 from smugir.errors import InputError
+from smugir.exporters.choices import OBJECTIVES
 from smugir.exporters.provenance import plain_text
 
-OBJECTIVES = ("bound", "omt")
 LICENSE = "https://creativecommons.org/licenses/by/4.0/"
 APPLICATION = ("a provably minimal input mask for a neural network classifier (SMUG, ICLR 2021): "
                "m_i true keeps input unit i, the constraints keep the chosen first-layer neurons active")

@@ -243,9 +243,7 @@ def _roundings(text: str) -> tuple[str, ...]:
 
 def _add_export(commands) -> None:
     from smugir.solver_options import add_solver_options
-    from smugir.exporters.instance_files import FORMATS
-    from smugir.exporters.smtlib import OBJECTIVES
-    from smugir.instance_status import LOGICS
+    from smugir.exporters.choices import FORMATS, LOGICS, OBJECTIVES
 
     export = commands.add_parser(
         "export",
@@ -471,6 +469,10 @@ def _check_options(args: argparse.Namespace) -> None:
 
         if not 1 <= steps <= MAX_STEPS:
             raise InputError(f"--ig-steps must be in 1..{MAX_STEPS} (the adaptive default stops there too), got {steps}")
+    if getattr(args, "scheduler", None) is not None:
+        from smugir.executor import parse_scheduler
+
+        args.scheduler = parse_scheduler(args.scheduler)
     baseline = str(getattr(args, "baseline", "") or "").strip().lower()
     if baseline.startswith("blur:"):
         from smugir.baseline import blur_sigma
@@ -514,11 +516,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.invocation = ["smug", *(sys.argv[1:] if argv is None else argv)]  # what report.html says made it
     run: Callable[[argparse.Namespace], int] = args.run
     from smugir.budget import format_size, limit, limited
+    from smugir.termination import EXIT_CODE, Terminated, sigterm_unwinds
 
     try:
-        with limited(args.max_memory):
+        with sigterm_unwinds(), limited(args.max_memory):
             _check_options(args)
             return run(args)
+    except Terminated:
+        print(f"smug {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_CODE
     except NoExplanationError as exc:
         print(f"smug {args.command}: no explanation: {printable(exc)}", file=sys.stderr)
         return 3

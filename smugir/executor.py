@@ -8,17 +8,21 @@ whose worker is lost (a dead process, a cluster failure) goes to `lost(task, rea
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
+import urllib.parse
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
-from smugir.errors import InputError, MissingDependencyError
+from smugir.errors import InputError, MissingDependencyError, printable
+from smugir.isolation import safe_spawning
 
 Task = tuple  # the positional arguments of one call
 Finished = Callable[[Any], None]
@@ -44,9 +48,10 @@ def run_pool(workers: int, function: Callable[..., Any], tasks: Sequence[Task], 
     those tasks only: each is retried alone in a fresh one-worker pool, where a second death names
     the task that kills workers (`lost`); every other task is finished normally.
     """
-    for task in _pool_pass(workers, function, list(tasks), finished):
-        if _pool_pass(1, function, [task], finished):
-            lost(task, "the worker process explaining this input died (killed, out of memory?); rerun to retry")
+    with safe_spawning():  # no worker imports a pickle.py of the current directory
+        for task in _pool_pass(workers, function, list(tasks), finished):
+            if _pool_pass(1, function, [task], finished):
+                lost(task, "the worker process explaining this input died (killed, out of memory?); rerun to retry")
 
 
 def _pool_pass(workers: int, function: Callable[..., Any], tasks: list[Task], finished: Finished) -> list[Task]:
@@ -103,16 +108,84 @@ def die_with(parent: int) -> None:
         os._exit(1)
 
 
-def run_dask(scheduler: str, function: Callable[..., Any], tasks: Sequence[Task], finished: Finished, lost: Lost) -> None:
-    """The same work on a Dask cluster; files the tasks name must be readable on the workers."""
+CONNECT_SECONDS = 10.0  # to reach a scheduler and get its answer (a port that accepts and stays silent ends here)
+
+
+def parse_scheduler(text: str) -> str:
+    """`tcp://HOST:PORT` (or HOST:PORT) of a Dask scheduler as `tcp://HOST:PORT`; anything else is refused
+    before any work (other Dask transports need settings smugir does not pass)."""
+    scheme, separator, rest = text.strip().rpartition("://")
+    if separator and scheme.lower() != "tcp":
+        raise InputError(f"--scheduler {text!r}: only tcp://HOST:PORT is accepted, not {scheme or 'an empty'}:// addresses")
     try:
-        from dask.distributed import Client, as_completed
+        parts = urllib.parse.urlsplit(f"tcp://{rest}")
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or port is None or port == 0 or parts.username is not None or parts.path or parts.query or parts.fragment:
+        raise InputError(f"--scheduler {text!r} is not tcp://HOST:PORT (a host name or address, a port in 1..65535)")
+    return f"tcp://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def connect(scheduler: str, seconds: float | None = None):
+    """A Dask client of `scheduler`, or one InputError line within a few times `seconds` (default
+    CONNECT_SECONDS): the scheduler is asked who it is first, each step under a time limit (Dask's own
+    timeout does not cover a server that accepts and never answers, and garbage in answer raises
+    anything, MemoryError included)."""
+    try:
+        from dask.distributed import Client
     except ImportError:
         raise MissingDependencyError("--scheduler needs dask.distributed: pip install 'smugir[dist]'") from None
+    address = parse_scheduler(scheduler)
+    seconds = CONNECT_SECONDS if seconds is None else seconds
+    parts = urllib.parse.urlsplit(address)
+    try:  # first a plain TCP connection: refused or unreachable is said as such, at once
+        socket.create_connection((parts.hostname, parts.port), timeout=seconds).close()
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler at {address!r}: {printable(exc.strerror or exc) or type(exc).__name__}") from None
+    outcome: dict[str, Any] = {}
+
+    def ask() -> None:  # in a thread of its own: the caller may be inside an event loop (Jupyter)
+        try:
+            outcome["identity"] = asyncio.run(_identity(address, seconds))
+        except BaseException as exc:  # noqa: BLE001 (reported below, in the caller's thread)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=ask, name="smug-dask-identity", daemon=True)
+    thread.start()
+    thread.join(3 * seconds + 2.0)
+    error = outcome.get("error")
+    if thread.is_alive() or isinstance(error, (TimeoutError, asyncio.TimeoutError)):
+        raise InputError(f"{address!r} accepted a connection but did not answer within {seconds:g} s (is a Dask scheduler listening there?)")
+    if isinstance(error, OSError):
+        raise InputError(f"cannot reach the Dask scheduler at {address!r}: {printable(error) or type(error).__name__}")
+    identity = outcome.get("identity")
+    if error is not None or not isinstance(identity, dict) or identity.get("type") != "Scheduler":
+        what = f"{type(error).__name__}: {printable(error)[:200]}" if error is not None else "an answer that is not a scheduler's"
+        raise InputError(f"{address!r} did not answer as a Dask scheduler ({what})")
     try:
-        client = Client(scheduler, timeout="10s")
+        return Client(address, timeout=f"{seconds}s")
     except (OSError, TimeoutError) as exc:
-        raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
+        raise InputError(f"cannot reach the Dask scheduler at {address!r}: {printable(exc) or type(exc).__name__}") from None
+
+
+async def _identity(address: str, seconds: float) -> Any:
+    """The scheduler's answer to `identity`: connect (with Dask's handshake), ask, read, each within `seconds`."""
+    from distributed.comm import connect as open_comm
+
+    comm = await asyncio.wait_for(open_comm(address, timeout=seconds), seconds + 1.0)
+    try:
+        await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), seconds)
+        return await asyncio.wait_for(comm.read(), seconds)
+    finally:
+        comm.abort()
+
+
+def run_dask(scheduler: str, function: Callable[..., Any], tasks: Sequence[Task], finished: Finished, lost: Lost) -> None:
+    """The same work on a Dask cluster; files the tasks name must be readable on the workers."""
+    client = connect(scheduler)
+    from dask.distributed import as_completed
+
     with client:
         futures = {client.submit(function, *task, pure=False): task for task in tasks}
         try:

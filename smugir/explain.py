@@ -19,7 +19,7 @@ from smugir.explanation import VACUOUS, Explanation, Found, Vacuous
 from smugir.model import Model
 from smugir.preparation import METHODS, RANKINGS, Method, Setup, check_options, prepare, prepare_units
 from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT, OnProgress, Solution, solve
-from smugir.verify import verify_mask
+from smugir.verify import run_with_preactivations, verify_mask
 
 __all__ = [
     "METHODS", "RANKINGS", "VACUOUS", "Explanation", "Found", "Method", "Setup", "Vacuous", "check_options", "explain",
@@ -143,8 +143,8 @@ def vacuity(setup: Setup) -> tuple[Vacuous | None, Found]:
 def _non_finite(setup: Setup) -> str | None:
     """What, if anything, holds NaN or infinity among the values the constraints are made of
     (onnxruntime's outputs and first-layer pre-activations, as the float32 check sees them)."""
-    on_input = setup.model.run(setup.x, (setup.layer.pre_name,))
-    on_baseline = setup.model.run(setup.base, (setup.layer.pre_name,))
+    on_input = run_with_preactivations(setup.model, setup.layer, setup.x)
+    on_baseline = run_with_preactivations(setup.model, setup.layer, setup.base)
     checks = (
         ("the baseline values", setup.base),
         ("the model's outputs on the input", on_input[0]),

@@ -18,6 +18,7 @@ from smugir.safefiles import open_regular
 from smugir.units import InputLayout
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")  # the only Pillow plugins tried: EPS would run gs
 _NPZ_ENTRY = re.compile(r"^(?P<path>.+\.npz):(?P<key>[^\[\]]+)(?:\[(?P<index>-?\d+)\])?$")
 
 
@@ -90,15 +91,16 @@ def read_image(path: Path, layout: InputLayout) -> np.ndarray:
     The header is read first (Pillow opens lazily): an image whose size is not the model's is
     refused before it is decoded, so a decompression bomb costs nothing. 16-bit greyscale keeps
     its precision (value * 255 / 65535); Pillow reads 16-bit colour PNGs at 8 bits per channel;
-    palette, LA and RGBA images are converted (alpha dropped).
+    palette, LA and RGBA images are converted (alpha dropped). Only IMAGE_FORMATS are tried, whatever
+    the name says: Pillow would otherwise hand an EPS file to Ghostscript from PATH.
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     name = printable(repr(str(path)))
     with open_regular(path, "image", InputError) as stream, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(stream) as image:
+            with Image.open(stream, formats=IMAGE_FORMATS) as image:
                 if image.size != (layout.width, layout.height):
                     raise InputError(
                         f"image {name} is {image.size[0]}x{image.size[1]} (width x height) but the model takes "
@@ -112,6 +114,8 @@ def read_image(path: Path, layout: InputLayout) -> np.ndarray:
                 return np.asarray(image.convert("L" if layout.channels == 1 else "RGB"), dtype=np.float64)
         except SmugError:
             raise
+        except UnidentifiedImageError:
+            raise InputError(f"cannot read image {name}: not a {', '.join(IMAGE_FORMATS)} file") from None
         except Exception as exc:  # noqa: BLE001 (Pillow's decoders raise many types on hostile files: OSError, SyntaxError, struct.error, DecompressionBomb*)
             raise InputError(f"cannot read image {name}: {printable(exc) or type(exc).__name__}") from None
 

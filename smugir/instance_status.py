@@ -24,11 +24,11 @@ from pysmt.exceptions import SolverReturnedUnknownResultError
 
 from smugir.encoders.pysmt import Encoding, encode, encode_network
 from smugir.errors import InputError
+from smugir.exporters.choices import LOGICS
 from smugir.problem import MaskProblem, NetworkMaskProblem
 from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT, OnProgress, Solution, solve
 
 Problem = MaskProblem | NetworkMaskProblem
-LOGICS = {"QF_LIA": "scaled", "QF_LRA": "exact"}
 BOUND_CHOICES = ("opt", "opt-1")
 
 

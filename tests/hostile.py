@@ -1,9 +1,12 @@
 """Builders of hostile inputs for the gate tests and the fuzz suite: small valid models whose tensors
-point at external data (through every kind of tensor), odd outputs, bomb archives and images."""
+point at external data (through every kind of tensor), odd outputs, bomb archives and images, and a
+current directory full of code that must never run."""
 
 from __future__ import annotations
 
+import shutil
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -141,3 +144,44 @@ def png(width: int, height: int, depth: int = 8, color: int = 0, rows: bytes | N
     else:
         data = zlib.compress(rows)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+# --------------------------------------------------------------------------------------------------
+# A hostile current directory: code that must never run
+
+HOSTILE_MODULES = ("pickle", "numpy", "json", "socket", "selectors", "runpy", "signal", "struct", "ortools", "onnx", "scipy", "z3")
+
+
+def every_module_name() -> list[str]:
+    """Every top-level name Python or an installed package could import (the long campaign plants all)."""
+    import importlib.metadata
+    import sys
+
+    names = set(sys.stdlib_module_names) | {"smugir"}
+    for distribution in importlib.metadata.distributions():
+        names.update(part.removesuffix(".py") for part in (f.parts[0] for f in distribution.files or ()) if "." not in part.removesuffix(".py"))
+    return sorted(n for n in names if n.isidentifier() and n not in ("this", "antigravity"))
+MODULE_SOURCE = "open({marker!r}, 'a').write({name!r} + '\\n')\n"
+LIBRARY_SOURCE = """
+#include <stdio.h>
+__attribute__((constructor)) static void hostile(void) {{ FILE *f = fopen("{marker}", "a"); if (f) {{ fputs("libz3\\n", f); fclose(f); }} }}
+"""
+
+
+def hostile_folder(folder: Path, marker: Path, modules=HOSTILE_MODULES) -> list[str]:
+    """Fill `folder` with Python modules named like what smugir and Python import (pickle.py,
+    numpy.py, ...) and fake `libz3.so*` libraries (when gcc is there), each of which appends its
+    name to `marker` when run or loaded. Returns what was planted."""
+    planted = []
+    for name in modules:
+        (folder / f"{name}.py").write_text(MODULE_SOURCE.format(marker=str(marker), name=name))
+        planted.append(f"{name}.py")
+    gcc = shutil.which("gcc")
+    if gcc is not None:
+        source = folder / "hostile.c"
+        source.write_text(LIBRARY_SOURCE.format(marker=str(marker)))
+        for library in ("libz3.so.5.4", "libz3.so"):
+            subprocess.run([gcc, "-shared", "-fPIC", "-o", str(folder / library), str(source)], check=True, capture_output=True)
+            planted.append(library)
+        source.unlink()
+    return planted

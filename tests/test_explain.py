@@ -305,3 +305,28 @@ def test_report_timings_account_for_the_whole_run():
     phases = sum(v for k, v in timings.items() if k != "total")
     assert abs(phases - timings["total"]) <= 0.02 * timings["total"] + 0.01
     assert timings["total"] <= wall  # the interpreter's own start is all that is left out
+
+
+def test_a_run_is_reused_only_for_the_same_model_and_input(mnist_model, monkeypatch):
+    """Vacuity and verification run x and the baseline several times; onnxruntime sees each once."""
+    from collections import OrderedDict
+
+    import smugir.verify as verify
+    from smugir.firstlayer import first_layer
+    from smugir.verify import run_with_preactivations
+
+    monkeypatch.setattr(verify, "_RECENT_RUNS", OrderedDict())  # runs of earlier tests on the same model
+    model = mnist_model
+    layer = first_layer(model)
+    calls = []
+    original = type(model).run
+    monkeypatch.setattr(type(model), "run", lambda self, x, extra=(): calls.append(1) or original(self, x, extra))
+    x = mnist_samples()[0][0]
+    first = run_with_preactivations(model, layer, x)
+    again = run_with_preactivations(model, layer, x.copy())
+    other = run_with_preactivations(model, layer, x + np.float32(1e-3))
+    assert len(calls) == 2 and again is first and not np.array_equal(other[1], first[1])
+    assert not first[1].flags.writeable  # shared: nobody may change it
+    np.testing.assert_array_equal(first[1], original(model, x, (layer.pre_name,))[1])
+    result = explain(model, x, top_k=8)
+    assert result.verified

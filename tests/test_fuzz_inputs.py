@@ -229,6 +229,25 @@ def test_hostile_pngs(campaign, workdir):
     run()
 
 
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n%%EndComments\nnewpath 0 0 moveto 28 28 lineto stroke\nshowpage\n%%EOF\n"
+
+
+@pytest.mark.parametrize("name", ["x.png", "x.jpg", "x.tif"])
+def test_an_eps_named_like_an_image_never_runs_ghostscript(name, tmp_path):
+    """Pillow hands EPS to `gs` from PATH: only the formats smugir reads are tried (a fresh process,
+    so no earlier test decided where gs is)."""
+    (tmp_path / "bin").mkdir()
+    gs = tmp_path / "bin" / "gs"
+    gs.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'ran'}\nexit 1\n")
+    gs.chmod(0o755)
+    (tmp_path / name).write_bytes(EPS)
+    code = "import sys; from smugir.cli import main; sys.exit(main(sys.argv[1:]))"
+    result = subprocess.run([sys.executable, "-c", code, "explain", str(MNIST), str(tmp_path / name), "--window", "7"], cwd=tmp_path / "bin",
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "not a PNG, JPEG" in result.stderr, result.stderr
+    assert not (tmp_path / "ran").exists()
+
+
 @pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "RGB", "RGBA", "I;16", "I", "F", "CMYK"])
 def test_image_modes(mode, workdir):
     pixels = np.asarray(np.load(DATA / "mnist" / "mnist_test_samples.npz")["images"][2] * 255, np.uint8)  # a real digit

@@ -334,3 +334,78 @@ def test_a_disk_that_fills_up_during_a_batch_keeps_only_complete_results(tmp_pat
         assert files == sorted(f"{r['id']}_{kind}.npy" for r in records for kind in ("mask", "saliency"))
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# SIGTERM (issue 21, item 12): one line, exit 143, nothing half-written, no process left
+
+def _catches_sigterm(pid: int, seconds: float = 120) -> None:
+    """Wait until the process has its SIGTERM handler (SigCgt in /proc): `smug` is past its imports."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            if int(status.split("SigCgt:")[1].split()[0], 16) & (1 << (signal.SIGTERM - 1)):
+                return
+        time.sleep(0.05)
+    raise AssertionError("smug never installed its SIGTERM handler")
+
+
+def _terminated(process: subprocess.Popen) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=60)
+    return code, process.stderr.read()
+
+
+def _assert_terminated(code: int, err: str, command: str) -> None:
+    assert code == 143 and err.endswith(f"smug {command}: terminated (SIGTERM)\n") and "Traceback" not in err, (code, err)
+
+
+def _no_staging(folder: Path) -> None:
+    assert not [p for p in folder.rglob("*") if p.name.endswith((".part", ".tmp"))], sorted(folder.rglob("*"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+@pytest.mark.parametrize("delay", [0.0, 1.0, 3.0])
+def test_sigterm_during_explain_leaves_all_or_nothing(delay, tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen([*SMUG, "explain", MNIST, DIGIT, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _catches_sigterm(process.pid)
+    time.sleep(delay)
+    code, err = _terminated(process)
+    _no_staging(tmp_path)
+    if code == 0 and delay > 0:  # finished first
+        assert (out / "report.json").exists()
+    else:
+        _assert_terminated(code, err, "explain")
+        assert not out.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+@pytest.mark.parametrize("command", ["batch", "eval"])
+def test_sigterm_during_a_run_with_workers_keeps_complete_records_and_no_process(command, tmp_path):
+    out = tmp_path / "run"
+    if command == "batch":
+        process = _batch_process(out, "--workers", "2")
+        records = out / "results.jsonl"
+    else:
+        process = subprocess.Popen([*SMUG, "eval", MNIST, SAMPLES, "--limit", "6", "--window", "7", "--methods", "ig,smug", "--workers", "2",
+                                    "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        records = out / "records.jsonl"
+    _catches_sigterm(process.pid)
+    deadline = time.monotonic() + 180
+    while not (records.exists() and records.read_text().count("\n")):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.1)
+    helpers = _descendants(process.pid)
+    clock = time.monotonic()
+    code, err = _terminated(process)
+    assert time.monotonic() - clock < 30
+    _assert_terminated(code, err, command)
+    for line in records.read_text().splitlines():
+        json.loads(line)
+    _no_staging(out)
+    deadline = time.monotonic() + 15
+    while _alive(helpers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _alive(helpers) == []

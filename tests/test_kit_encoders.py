@@ -1,7 +1,8 @@
 """Every encoder and every file format smugir writes, through smugir.testing's check_encoder, read
 back by a solver from pip where one reads it: pySMT formulas (exact and scaled), the HiGHS model
-(its `>=` relaxation and its strict margin), CP-SAT's integer rows, OPB (Exact), WCNF (PySAT's
-RC2), SMT-LIB (z3) and MPS/LP (HiGHS)."""
+(its `>=` relaxation and its strict margin) solved by HiGHS and by SCIP, the integer rows of both
+roundings solved by CP-SAT and by Exact, OPB (Exact), WCNF (PySAT's RC2), SMT-LIB (z3) and MPS/LP
+(HiGHS)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from scipy import sparse
 
 import external_solvers
 from smugir.encoders.cpsat import integer_rows, solve_cpsat
+from smugir.encoders.exact import solve_exact
 from smugir.encoders.milp import STRICT_MARGIN, MilpModel
 from smugir.encoders.pysmt import encode, encode_network, minimise
+from smugir.encoders.scip import ScipModel
 from smugir.exporters.milp import write_milp
 from smugir.exporters.opb import write_opb
 from smugir.exporters.smtlib import smtlib_text
@@ -85,16 +88,27 @@ def _milp(problem, margin: float) -> Encoded:
     return _highs(MilpModel(problem, margin).highs, problem)
 
 
-def _cpsat_rows(problem, relaxed: bool) -> Encoded:
-    """CP-SAT's integer rows, evaluated; their optimum from CP-SAT itself."""
+def _integer_rows(problem, relaxed: bool, engine=solve_cpsat) -> Encoded:
+    """The integer rows of a rounding (CP-SAT's and Exact's model), evaluated; their optimum from the engine."""
     rows, right = integer_rows(problem, relaxed)
 
     def minimum():
-        result = solve_cpsat(problem, relaxed, 30.0)
+        result = engine(problem, relaxed, 30.0)
         assert result.status in ("optimal", "infeasible"), result
         return result.objective
 
     return Encoded(lambda mask: bool(np.all(rows @ np.asarray(mask, dtype=np.int64) >= right)), minimum)
+
+
+def _scip(problem, margin: float) -> Encoded:
+    """SCIP's model is read from the HiGHS model's LP: its rows as HiGHS judges them, its optimum from SCIP."""
+
+    def minimum():
+        result = ScipModel(problem, margin).solve(30.0)
+        assert result.status in ("optimal", "infeasible"), result
+        return result.objective
+
+    return Encoded(_milp(problem, margin).accepts, minimum)
 
 
 def _folder() -> Path:
@@ -187,8 +201,12 @@ ENCODERS = {
     "pysmt scaled (QF_LIA)": (lambda p: _pysmt(p, "scaled"), "restricted"),
     "highs >= (relaxation)": (lambda p: _milp(p, 0.0), "relaxed"),
     "highs strict margin": (lambda p: _milp(p, STRICT_MARGIN), "restricted"),
-    "cpsat relaxed rows": (lambda p: _cpsat_rows(p, True), "relaxed"),
-    "cpsat restricted rows": (lambda p: _cpsat_rows(p, False), "restricted"),
+    "scip >= (relaxation)": (lambda p: _scip(p, 0.0), "relaxed"),
+    "scip strict margin": (lambda p: _scip(p, STRICT_MARGIN), "restricted"),
+    "cpsat relaxed rows": (lambda p: _integer_rows(p, True), "relaxed"),
+    "cpsat restricted rows": (lambda p: _integer_rows(p, False), "restricted"),
+    "exact relaxed rows": (lambda p: _integer_rows(p, True, solve_exact), "relaxed"),
+    "exact restricted rows": (lambda p: _integer_rows(p, False, solve_exact), "restricted"),
     "opb relaxed (Exact)": (lambda p: _opb(p, "relaxed"), "relaxed"),
     "opb restricted (Exact)": (lambda p: _opb(p, "restricted"), "restricted"),
     "wcnf relaxed (RC2)": (lambda p: _wcnf(p, "relaxed"), "relaxed"),
