@@ -20,6 +20,7 @@ from smugir.problem import MaskProblem, NetworkMaskProblem
 
 INFINITY = 1e20  # HiGHS's and SCIP's infinity is larger; anything past this is no bound
 REPORT_EVERY = 0.2  # seconds between bound reports (a new incumbent is reported at once)
+GRACE = 0.5  # seconds past its time limit after which a SCIP search is interrupted
 
 
 def version() -> str:
@@ -83,10 +84,11 @@ class ScipModel:
     def solve(self, timeout: float | None, on_progress: Callable[[float | None, float | None], None] | None = None,
               stop: threading.Event | None = None) -> MilpResult:
         """Run SCIP within `timeout`; `on_progress(incumbent, bound)` when either improves; `stop` interrupts it."""
+        deadline = None
         if timeout is not None:
             self.scip.setParam("limits/time", float(timeout))
-        if on_progress is not None or stop is not None:
-            self.scip.includeEventhdlr(_watch(on_progress, stop), "smugir", "progress and stop")
+            deadline = time.monotonic() + float(timeout) + GRACE
+        self.scip.includeEventhdlr(_watch(on_progress, stop, deadline), "smugir", "progress, stop and the deadline")
         start = time.perf_counter()
         self.scip.optimizeNogil()  # other threads (the portfolio, the live line) run meanwhile
         seconds = time.perf_counter() - start
@@ -106,11 +108,14 @@ class ScipModel:
         return MilpResult("feasible" if mask is not None else "unknown", mask, objective, bound, gap, seconds)
 
 
-def _watch(on_progress, stop):
-    """An event handler: new incumbents at once, the bound at most every REPORT_EVERY s, `stop` obeyed."""
+def _watch(on_progress, stop, deadline: float | None):
+    """An event handler: new incumbents at once, the bound at most every REPORT_EVERY s, `stop`
+    obeyed, and the search interrupted past `deadline` (SCIP's own time limit is checked seldom
+    in presolve on a busy machine)."""
     import pyscipopt
 
-    events = pyscipopt.SCIP_EVENTTYPE.BESTSOLFOUND | pyscipopt.SCIP_EVENTTYPE.NODESOLVED | pyscipopt.SCIP_EVENTTYPE.LPSOLVED
+    kinds = pyscipopt.SCIP_EVENTTYPE
+    events = kinds.BESTSOLFOUND | kinds.NODESOLVED | kinds.LPSOLVED | kinds.PRESOLVEROUND
 
     class Watch(pyscipopt.Eventhdlr):
         last: list = [None, None, 0.0]
@@ -122,7 +127,7 @@ def _watch(on_progress, stop):
             self.model.dropEvent(events, self)
 
         def eventexec(self, event):
-            if stop is not None and stop.is_set():
+            if (stop is not None and stop.is_set()) or (deadline is not None and time.monotonic() > deadline):
                 self.model.interruptSolve()
             if on_progress is None:
                 return

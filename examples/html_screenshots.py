@@ -15,12 +15,15 @@ legible at README width.
 from __future__ import annotations
 
 import argparse
+import io
 import shutil
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from PIL import Image  # noqa: E402
 
 from smugir.cli import main  # noqa: E402
 from tests.browser import browser, visit  # noqa: E402
@@ -34,13 +37,21 @@ METHODS = "smug,smug_default,smug_base,ig,blur_ig,guided_ig,gradcam,smoothgrad,x
 WIDTH = 1000
 
 
-def shoot(context, page_file: Path, picture: Path, height: int) -> None:
+def shoot(context, page_file: Path, picture: Path, parts: list[tuple[str, int]]) -> None:
+    """Each part: (CSS selector, height): a clip of the page from that element's top, stacked into one picture."""
     seen = visit(context, page_file)
     problems = seen.problems()
     if problems:
         raise SystemExit(f"{page_file}: {problems[0]}")
-    seen.page.evaluate("window.scrollTo(0, 0)")
-    seen.page.screenshot(path=str(picture), clip={"x": 0, "y": 0, "width": WIDTH, "height": height})
+    clips = []
+    for selector, height in parts:
+        top = seen.page.evaluate(f"document.querySelector({selector!r}).getBoundingClientRect().top + window.scrollY")
+        shot = seen.page.screenshot(full_page=True, clip={"x": 0, "y": max(0, top - 8), "width": WIDTH, "height": height})
+        clips.append(Image.open(io.BytesIO(shot)).convert("RGB"))
+    canvas = Image.new("RGB", (WIDTH, sum(c.height for c in clips) + 6 * (len(clips) - 1)), (190, 190, 190))
+    for number, clip in enumerate(clips):
+        canvas.paste(clip, (0, sum(c.height + 6 for c in clips[:number])))
+    canvas.save(picture, optimize=True)
     print(f"wrote {picture}")
 
 
@@ -68,8 +79,8 @@ def main_(argv: list[str] | None = None) -> int:
         return code
     shutil.copyfile(evaluation / "maps.png", ROOT / "docs" / "imagenet_maps.png")
     with browser({"width": WIDTH, "height": 900}) as context:
-        shoot(context, report / "report.html", ROOT / "docs" / "report_html.png", 900)
-        shoot(context, evaluation / "index.html", ROOT / "docs" / "eval_index.png", 1250)
+        shoot(context, report / "report.html", ROOT / "docs" / "report_html.png", [("h1", 900)])
+        shoot(context, evaluation / "index.html", ROOT / "docs" / "eval_index.png", [("h1", 560), (".gallery", 760)])
     return 0
 
 

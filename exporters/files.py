@@ -1,8 +1,8 @@
 """Writing result files all-or-nothing: a temporary file or folder beside the target, then a rename.
 
 Every command writes its files into a staging folder beside `--out` (same file system, so the
-final renames cannot run out of space) and moves them into place only when all of them are
-written. A full disk, a read-only folder or an odd file in the way (a folder, a FIFO) becomes one
+final renames cannot run out of space) and publishes it as `--out` in one rename only when all of
+them are written, so a folder never mixes the files of two runs. A full disk, a read-only folder or an odd file in the way (a folder, a FIFO) becomes one
 `OutputError` line and leaves nothing behind, not even the staging folder. Files get the mode the
 umask gives (0666 & ~umask), as `open` would, not mkstemp's 0600.
 """
@@ -10,10 +10,13 @@ umask gives (0666 & ~umask), as `open` would, not mkstemp's 0600.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import re
 import shutil
 import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Callable, Iterator
@@ -34,7 +37,22 @@ _REASONS = {
 def output_error(exc: OSError, path: str | os.PathLike) -> OutputError:
     """One line naming the path and the reason, for any OSError met while writing."""
     reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+    if exc.errno is None and _SHORT_WRITE.search(str(exc)):  # numpy's tofile: "1024 requested and 992 written"
+        reason = _REASONS[errno.ENOSPC] if _full(path) else f"a short write ({exc})"
     return OutputError(f"cannot write {str(path)!r}: {reason}")
+
+
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
+def _full(path: str | os.PathLike) -> bool:
+    """Whether the file system of `path` has (next to) no room left: what a short write means there."""
+    folder = Path(path).parent
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return True  # a short write with no other explanation
+    return info.f_bavail * info.f_frsize < (1 << 20)
 
 
 NAME_MAX = 255  # bytes of one file name on Linux, macOS and Windows file systems
@@ -141,17 +159,17 @@ def check_folder(folder: str | os.PathLike, names: list[str], force: bool = Fals
 
 @contextmanager
 def staged_folder(folder: str | os.PathLike, names: list[str], force: bool = False) -> Iterator[Path]:
-    """Yield an empty staging folder beside `folder`; when the block ends without error, move what it
-    holds into `folder` (created if missing). On any error the staging folder is removed and
-    `folder` is as it was; an OSError becomes one OutputError line."""
-    folder = check_folder(folder, names, force)
+    """Yield an empty staging folder beside `folder`; when the block ends without error, publish it
+    as `folder` in one step (`publish`). On any error the staging folder is removed and `folder`
+    is as it was; an OSError becomes one OutputError line."""
+    folder = Path(os.path.realpath(check_folder(folder, names, force)))  # a symlinked --out: its target is replaced
     try:
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".part"))
     except OSError as exc:
         raise output_error(exc, folder) from None
     try:
         yield staging
-        _move_into(staging, folder, force)
+        publish(staging, folder, names, force)
     except OSError as exc:
         raise output_error(exc, folder) from None
     except OutputError as exc:  # name the final path, not the staging folder
@@ -160,13 +178,75 @@ def staged_folder(folder: str | os.PathLike, names: list[str], force: bool = Fal
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _move_into(staging: Path, folder: Path, force: bool) -> None:
-    """Rename the staged files into `folder`, checking again for clashes (another run may have written)."""
-    names = sorted(p.name for p in staging.iterdir())
-    if not folder.exists():
-        os.chmod(staging, 0o777 & ~_umask())
-        staging.rename(folder)
-        return
-    check_folder(folder, names, force)
-    for name in names:
+LOCK_WAIT = 60.0  # seconds another publisher may hold the lock (a publish takes milliseconds)
+
+
+@contextmanager
+def _publishing(parent: Path) -> Iterator[None]:
+    """An exclusive flock on the parent folder itself (nothing is left behind): the publishers of
+    one parent take turns, so two runs onto one --out never interleave their renames."""
+    handle = os.open(parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OutputError(f"another smug has been publishing into {str(parent)!r} for {LOCK_WAIT:g} s; run again") from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(handle)
+
+
+def publish(staging: Path, folder: Path, names: list[str], force: bool) -> None:
+    """Make `folder` hold what `staging` holds, in one rename: the old folder is renamed aside (its
+    entries that are not `names`, e.g. the user's own files, carried over first) and removed after.
+    Under the parent's lock, so a folder only ever holds the files of one run."""
+    with _publishing(folder.parent):
+        if not os.path.lexists(folder):
+            os.chmod(staging, 0o777 & ~_umask())
+            staging.rename(folder)
+            return
+        check_folder(folder, sorted(p.name for p in staging.iterdir()), force)  # another run may have written since
+        if _holds_cwd(folder):  # renaming the current folder away would strand this process: file by file
+            _move_into(staging, folder)
+            return
+        carried = [entry for entry in os.listdir(folder) if entry not in set(names)]
+        try:
+            for entry in carried:
+                os.rename(folder / entry, staging / entry)
+            os.chmod(staging, stat.S_IMODE(folder.stat().st_mode))
+            aside = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".old"))
+            try:
+                os.replace(folder, aside)  # onto the empty folder just made: one rename
+                try:
+                    staging.rename(folder)
+                except OSError:
+                    aside.rename(folder)
+                    raise
+            except OSError:
+                if aside.is_dir() and not os.listdir(aside):  # the old folder is back in place
+                    aside.rmdir()
+                raise
+        except OSError:
+            for entry in carried:  # the user's files go back, whatever failed
+                if os.path.lexists(staging / entry):
+                    os.rename(staging / entry, folder / entry)
+            raise
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _holds_cwd(folder: Path) -> bool:
+    try:
+        cwd = Path(os.path.realpath(os.getcwd()))
+    except OSError:
+        return False
+    return cwd == folder or folder in cwd.parents
+
+
+def _move_into(staging: Path, folder: Path) -> None:
+    for name in sorted(p.name for p in staging.iterdir()):
         os.replace(staging / name, folder / name)

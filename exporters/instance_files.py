@@ -4,7 +4,7 @@ A family is written into a staging folder beside the target and moved into place
 (`staged_folder`), so an error, a full disk or Ctrl-C halfway leaves no partial family behind.
 An input whose explanation would say nothing (no problem) gets a skipped row in instances.csv.
 Every file's expected answer is proven for that file (smugir.instance_status for SMT-LIB,
-smugir.exporters.pb_status for the integer roundings of OPB and WCNF), or written as unknown.
+smugir.exporters.pb_status for the integer roundings of OPB, WCNF and QF_BV), or written as unknown.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from smugir.errors import InputError
+from smugir.exporters.bv import bv_text
 from smugir.exporters.choices import FORMATS
 from smugir.exporters.family_readme import family_readme
 from smugir.exporters.files import check_target, staged_folder, write_text
@@ -113,9 +114,9 @@ def export_family(
     """
     if min_seconds < 0:
         raise InputError(f"min_seconds must be >= 0, got {min_seconds}")
-    unknown = [f for f in formats if f not in FORMATS or f == "lp"]
+    unknown = [f for f in formats if (f not in FORMATS or f == "lp") and f != "smt2-bv"]
     if unknown or not formats:
-        raise InputError(f"unknown family format {', '.join(unknown) or 'none'}; accepted: smt2, opb, wcnf, mps")
+        raise InputError(f"unknown family format {', '.join(unknown) or 'none'}; accepted: smt2, smt2-bv, opb, wcnf, mps")
     for rounding in roundings:
         if rounding not in ROUNDINGS:
             raise InputError(f"unknown rounding {rounding!r}; accepted: {', '.join(ROUNDINGS)}")
@@ -131,6 +132,9 @@ def export_family(
                 continue
             if "smt2" in formats:
                 rows += _smtlib_files(problem, name, staging, bounds, logic, optimum, source, license)
+            if "smt2-bv" in formats:
+                for rounding in roundings:
+                    rows += _bv_files(problem, name, staging, rounding, optimum, source, timeout, license)
             for format in (f for f in formats if f in PB_WRITERS):
                 for rounding in roundings:
                     rows.append(_pb_file(problem, staging / f"{name}_{rounding}.{format}", format, rounding, optimum, source, timeout, True))
@@ -172,6 +176,23 @@ def _pb_file(problem, path: Path, format: str, rounding: str, optimum: Optimum, 
     written = PB_WRITERS[format](problem, path, rounding, source, force)
     return Instance(written.path.name, _input(source), format, "", None, expected, written.variables,
                     written.constraints, round(optimum.seconds, 4), rounding)
+
+
+def _bv_files(problem, name: str, staging: Path, rounding: str, optimum: Optimum, source, timeout, license: str) -> list[Instance]:
+    """QF_BV decision files of one rounding's rows (smugir.exporters.bv): at the file's proven
+    optimum V (sat) and V - 1 (unsat); for rows with no solution, one file at the total weight (unsat)."""
+    model = integer_model(problem, rounding)
+    expected = file_optimum(problem, model, optimum, timeout)
+    if expected == "unknown":
+        return [Instance("", _input(source, name), "decision", "QF_BV", None, "skipped: the rounding's optimum is unproven", 0, 0, optimum.seconds, rounding)]
+    cases = [(int(model.weights.sum()), "unsat")] if expected == "unsat" else [(int(expected), "sat"), (int(expected) - 1, "unsat")]
+    rows = []
+    for bound, status in (c for c in cases if c[0] >= 0):
+        path = staging / f"{name}_{rounding}_bv_b{bound}.smt2"
+        write_text(path, bv_text(model, bound, status, source, license), force=True)
+        rows.append(Instance(path.name, _input(source), "decision", "QF_BV", bound, status, int(model.weights.size),
+                             int(model.right.size) + 1, round(optimum.seconds, 4), rounding))
+    return rows
 
 
 def _input(source: Mapping[str, Any] | None, default: str = "") -> str:

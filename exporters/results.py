@@ -94,7 +94,7 @@ class ResultsFile:
             raise output_error(exc, self.path) from None
         finally:
             os.close(handle)
-        self._remember(record)
+        self._remember(json.loads(data))  # as a rerun will read it back
 
     def _remember(self, record: dict[str, Any]) -> None:
         kept = self.keep(record)

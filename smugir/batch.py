@@ -7,7 +7,8 @@ rerun skips the ids already done.
 
 A results folder can be trusted: `settings.json` records the model's sha256 and every setting that
 defines the problems, and a rerun with another model or other settings is refused (unless
-`restart`, which starts the folder over); an exclusive lock (flock on `.lock`, released by the
+`restart`, which starts the folder over), and each result line the digest of its input's content,
+so an input whose content changed under the same id is explained again; an exclusive lock (flock on `.lock`, released by the
 kernel when its holder dies, so a killed run's lock is simply taken over) refuses a second live
 run; workers die with their coordinator (PR_SET_PDEATHSIG); a worker that dies costs its own
 input only (the pool is rebuilt and the inputs that were in flight are retried one at a time).
@@ -328,14 +329,16 @@ def _summary_line(digests: dict[str, str | None], record: dict[str, Any]) -> dic
     status, timings, sparsity = record.get("status"), record.get("timings"), record.get("sparsity")
     solve = timings.get("solve", 0.0) if isinstance(timings, dict) else None
     explained = status not in ("error", *VACUOUS)
-    if not isinstance(status, str) or (explained and not (_number(solve) and _number(sparsity))):
+    if not isinstance(status, str) or (explained and not (_number(solve) and _number(sparsity) and isinstance(record.get("verified"), bool))):
         status = "damaged"
     return {"id": str(record["id"]), "status": status, "input_sha256": record.get("input_sha256"), "solve": solve,
             "sparsity": sparsity, "verified": record.get("verified") is True}
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) < 2**53
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _claim(out: Path, settings: dict[str, Any], restart: bool) -> None:

@@ -278,9 +278,9 @@ def _add_export(commands) -> None:
     family.add_argument("--bounds", default="opt,opt-1", help="comma-separated: opt, opt-1 or numbers (default opt,opt-1)")
     family.add_argument("--logic", choices=tuple(LOGICS), default="QF_LIA", help="QF_LIA (default) or QF_LRA")
     family.add_argument("--formats", default="smt2",
-                        help="comma-separated: smt2 (decisions and OMT), opb, wcnf, mps (default smt2)")
+                        help="comma-separated: smt2 (decisions and OMT), smt2-bv (QF_BV decisions on the OPB rows, for bitwuzla), opb, wcnf, mps (default smt2)")
     family.add_argument("--rounding", choices=("relaxed", "restricted", "both"), default="both",
-                        help="opb/wcnf: which integer rounding(s) to write (default both, one file each)")
+                        help="opb/wcnf/smt2-bv: which integer rounding(s) to write (default both, one file each)")
     family.add_argument("--license", default="https://creativecommons.org/licenses/by/4.0/",
                         help="the :license of the SMT-LIB files (default CC BY 4.0)")
     family.add_argument("--mps", action="store_true", help="also write each minimisation as an MPS file (= --formats ...,mps)")

@@ -47,10 +47,14 @@ class Vocabulary:
         return cls(tokens, {t: i for i, t in enumerate(tokens)})
 
     def encode(self, sentence: str, length: int) -> tuple[np.ndarray, list[str]]:
-        """Ids padded (or cut) to `length`, and the words that made it in."""
-        words = sentence.lower().split()[:length]
+        """Ids padded to `length`, and the words. A longer sentence is refused, not cut: an
+        explanation of its first `length` words would pass for one of the whole sentence."""
+        words = sentence.lower().split()
         if not words:
             raise InputError("the sentence has no words")
+        if len(words) > length:
+            raise InputError(f"the sentence has {len(words)} words but the model reads at most {length} "
+                             f"(its input length); shorten it (its first words: {' '.join(words[:8])!r} ...)")
         ids = np.full(length, self.pad_id, dtype=np.int64)
         ids[: len(words)] = [self.ids.get(w, self.unknown_id) for w in words]
         return ids, words

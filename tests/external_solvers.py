@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-LOGICS = {"z3": {"QF_LIA", "QF_LRA"}, "yices": {"QF_LIA", "QF_LRA"}, "cvc5": {"QF_LIA", "QF_LRA"}}
+LOGICS = {"z3": {"QF_LIA", "QF_LRA", "QF_BV"}, "yices": {"QF_LIA", "QF_LRA", "QF_BV"}, "cvc5": {"QF_LIA", "QF_LRA", "QF_BV"},
+          "bitwuzla": {"QF_BV"}}
 OMT = {"z3"}  # solvers that know (minimize ...)
 
 
 def command(solver: str, path: Path) -> list[str]:
-    if solver in ("cvc5", "exact"):
+    if solver in ("cvc5", "exact", "bitwuzla"):
         return [sys.executable, "-I", __file__, solver, str(path)]
     if solver == "rc2":
         return [sys.executable, "-I", "-m", "pysat.examples.rc2", str(path)]
@@ -56,6 +57,15 @@ def _cvc5_main(path: str) -> None:
         if command.isNull():
             break
         print(command.invoke(solver, symbols), end="", flush=True)
+
+
+def _bitwuzla_main(path: str) -> None:
+    """bitwuzla's own SMT-LIB parser (pip `bitwuzla` ships no executable): prints sat/unsat."""
+    import bitwuzla
+
+    options = bitwuzla.Options()
+    parser = bitwuzla.Parser(bitwuzla.TermManager(), options)
+    parser.parse(path)
 
 
 def _exact_main(path: str) -> None:
@@ -96,4 +106,4 @@ def _exact_main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    {"cvc5": _cvc5_main, "exact": _exact_main}[sys.argv[1]](sys.argv[2])
+    {"cvc5": _cvc5_main, "exact": _exact_main, "bitwuzla": _bitwuzla_main}[sys.argv[1]](sys.argv[2])

@@ -1,5 +1,5 @@
 """Competition-ready families: SMT-LIB in SMT-COMP form, OPB and WCNF on CP-SAT's roundings, and
-`smug check-solver`; every expected answer is checked by solvers from pip (z3, yices, cvc5, Exact, RC2)."""
+`smug check-solver`; every expected answer is checked by solvers from pip (z3, yices, cvc5, bitwuzla, Exact, RC2)."""
 
 from __future__ import annotations
 
@@ -166,3 +166,42 @@ def test_check_solver_timeouts_and_bad_usage(family, tmp_path, capsys):
         assert main(["check-solver", *argv]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_bitwuzla_z3_and_yices_answer_the_bit_vector_family(tmp_path):
+    """QF_BV decisions on the OPB rows (no integer arithmetic needed): each status proven for its
+    rounding, confirmed by bitwuzla, z3 and yices; the files keep the SMT-COMP rules and parse in pySMT.
+    Rows of 2^30-sized coefficients are where a width too small would overflow and flip an answer."""
+    out = tmp_path / "bv"
+    args = ["export-benchmarks", str(MNIST), str(SAMPLES), "--window", "4", "--top-k", "16", "--limit", "2",
+            "--formats", "smt2-bv", "--out", str(out)]
+    assert main(args) == 0
+    rows = [r for r in _rows(out) if r["kind"] == "decision"]
+    assert {r["logic"] for r in rows} == {"QF_BV"} and {r["expected"] for r in rows} == {"sat", "unsat"}
+    assert {r["rounding"] for r in rows} == {"relaxed", "restricted"}
+    for row in rows:
+        text = (out / row["file"]).read_text()
+        assert text.splitlines()[1] == "(set-logic QF_BV)" and text.splitlines()[-2:] == ["(check-sat)", "(exit)"]
+        assert f"(set-info :status {row['expected']})" in text and "get-model" not in text
+        reset_env()
+        SmtLibParser().get_script(io.StringIO(text))
+        for solver in ("bitwuzla", "z3", "yices"):
+            assert external_solvers.run(solver, out / row["file"])[0] == row["expected"], (solver, row)
+
+
+def test_bit_vector_widths_never_overflow():
+    """Every partial sum of a row and its right side fit the signed width (exhaustive on small rows)."""
+    from itertools import product
+
+    from smugir.exporters.bv import width
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        values = rng.integers(-2**31, 2**31, size=int(rng.integers(0, 6)))
+        right = int(rng.integers(-2**33, 2**33))
+        bits = width(values, right)
+        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        assert low <= right <= high
+        for keep in product([0, 1], repeat=values.size):
+            partial = np.cumsum(np.asarray(keep, dtype=object) * values.astype(object)) if values.size else []
+            assert all(low <= int(p) <= high for p in partial)

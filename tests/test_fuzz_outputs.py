@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import DATA
 from hypothesis import HealthCheck, given, settings
@@ -63,6 +64,7 @@ def _commands(out: str) -> dict[str, list[str]]:
         "export-mps": ["export", MNIST, DIGIT, *FAST, "--format", "mps", "--out", f"{out}.mps"],
         "export-benchmarks": ["export-benchmarks", MNIST, SAMPLES, *FAST, "--limit", "1", "--out", out],
         "batch": ["batch", MNIST, SAMPLES, *FAST, "--limit", "1", "--workers", "1", "--out", out],
+        "eval": ["eval", MNIST, SAMPLES, "--limit", "1", "--methods", "ig", "--path-steps", "4", "--out", out],
     }
 
 
@@ -73,7 +75,8 @@ def _target(out: Path, command: str) -> Path:
 def _odd(kind: str, out: Path, command: str) -> None:
     """Put something odd where `command` writes."""
     target = _target(out, command)
-    inner = "report.json" if command.startswith("explain") else "instances.csv" if command == "export-benchmarks" else "results.jsonl"
+    inner = {"explain": "report.json", "explain-text": "report.json", "export-benchmarks": "instances.csv", "eval": "records.jsonl"}.get(
+        command, "results.jsonl")
     if kind == "existing file":
         target.write_text("mine\n")
     elif kind == "folder in the way":
@@ -100,7 +103,7 @@ def test_odd_out_targets_are_one_line_and_leave_nothing(command, kind, force):
         out = root / ("missing" if kind == "missing parent" else "") / "out"
         _odd(kind, out, command)
         before = _tree(root)
-        argv = _commands(str(out))[command] + (["--force"] if force and command != "batch" else [])
+        argv = _commands(str(out))[command] + (["--force"] if force and command not in ("batch", "eval") else [])
         code, err = _run(argv)
         if kind == "existing file" and force and command in ("export", "export-mps"):
             assert code == 0, err  # --force replaces a file by a file
@@ -334,6 +337,82 @@ def test_a_disk_that_fills_up_during_a_batch_keeps_only_complete_results(tmp_pat
         assert files == sorted(f"{r['id']}_{kind}.npy" for r in records for kind in ("mask", "saliency"))
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+@pytest.mark.skipif(not ROOT, reason="needs a small tmpfs (root)")
+@pytest.mark.parametrize("size", ["16k", "40k", "80k"])
+def test_a_disk_that_fills_up_during_an_eval_says_no_space_left(tmp_path, size):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        code, err = _run(["eval", MNIST, SAMPLES, "--limit", "3", "--methods", "ig", "--path-steps", "4", "--out", str(small / "run")])
+        assert code == 2 and err.count("\n") == 1 and "no space left on the device" in err and "requested" not in err, err
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+
+
+def _publish_many(out: str, run: str, files: int, rounds: int) -> None:
+    """Publish `rounds` folders of `files` files that all carry `run`."""
+    from smugir.exporters.files import staged_folder
+
+    names = [f"f{i:03d}.txt" for i in range(200)]
+    for _ in range(rounds):
+        with staged_folder(out, names, force=True) as staging:
+            for name in names[:files]:
+                (staging / name).write_text(run)
+
+
+def _one_run(out: Path) -> None:
+    contents = {p.name: p.read_text() for p in out.iterdir()}
+    assert contents.pop("mine.txt") == "the user's own file"
+    assert len(set(contents.values())) == 1 and len(contents) == {"A": 200, "B": 100}[next(iter(contents.values()))], contents
+
+
+def test_two_publishers_onto_one_folder_never_leave_a_mix(tmp_path):
+    import multiprocessing
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's own file")
+    context = multiprocessing.get_context("fork")
+    for _ in range(3):
+        workers = [context.Process(target=_publish_many, args=(str(out), run, files, 10)) for run, files in (("A", 200), ("B", 100))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert all(worker.exitcode == 0 for worker in workers)
+        _one_run(out)
+    _publish_many(str(out), "B", 100, 1)  # fewer files than the folder holds: none of A's is left
+    _one_run(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or old folder left
+
+
+def test_two_explain_force_runs_onto_one_out_leave_one_runs_files(tmp_path):
+    from PIL import Image
+
+    other = tmp_path / "seven.png"
+    data = np.load(SAMPLES)
+    Image.fromarray((data["images"][0] * 255).round().astype(np.uint8)).save(other)
+    inputs = {"two": DIGIT, "other": str(other)}
+    reference, images = {}, {}
+    for name, image in inputs.items():
+        assert _run(["explain", MNIST, image, *FAST, "--out", str(tmp_path / name)])[0] == 0
+        label = json.loads((tmp_path / name / "report.json").read_text())["label"]
+        reference[label] = {f: (tmp_path / name / f).read_bytes() for f in ("mask.npy", "saliency.npy", "overlay.png")}
+        images[label] = image
+    assert len(reference) == 2
+    out = tmp_path / "out"
+    for _ in range(3):
+        runs = [subprocess.Popen([*SMUG, "explain", MNIST, image, *FAST, "--force", "--out", str(out)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE) for image in inputs.values()]
+        assert all(run.wait(timeout=300) == 0 for run in runs), [run.stderr.read() for run in runs]
+        label = json.loads((out / "report.json").read_text())["label"]
+        assert {f: (out / f).read_bytes() for f in reference[label]} == reference[label]
+        assert images[label] in (out / "report.html").read_text()  # the page names the command that made it
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*inputs, "out", "seven.png"])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from smugir.cli import main
 from smugir.errors import InputError
-from smugir.executor import parse_scheduler
+from smugir.executor import connect, parse_scheduler
 
 MNIST = str(DATA / "mnist" / "mnist-net_256x2.onnx")
 SAMPLES = str(DATA / "mnist" / "mnist_test_samples.npz")
@@ -194,3 +194,25 @@ def test_a_server_that_is_not_a_scheduler_is_one_line_in_bounded_time(kind, comm
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert "out of memory" not in err and server.address in err, err
     assert seconds < 30, seconds
+
+
+@pytest.mark.parametrize("campaign", ["short", pytest.param("long", marks=pytest.mark.fuzz)])
+def test_any_answer_from_a_server_is_a_client_or_one_line(campaign):
+    """Random bytes in answer (random frame lengths: huge allocations, truncated frames): one
+    InputError line within the bound, never a hang, a traceback or a MemoryError."""
+    pytest.importorskip("dask.distributed")
+
+    @settings(max_examples=4 if campaign == "short" else 200, deadline=None, database=None, derandomize=campaign == "short")
+    @given(st.one_of(st.binary(max_size=200), st.builds(lambda n, tail: n.to_bytes(8, "little") + tail,
+                                                        st.integers(0, 2**64 - 1), st.binary(max_size=64))))
+    def run(reply):
+        server = _Server(reply)
+        clock = time.monotonic()
+        try:
+            with pytest.raises(InputError) as caught:
+                connect(server.address, 1.0)
+        finally:
+            server.close()
+        assert "\n" not in str(caught.value) and time.monotonic() - clock < 10
+
+    run()

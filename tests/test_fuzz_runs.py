@@ -308,3 +308,87 @@ def test_a_failing_eval_leaves_nothing_and_a_refused_rerun_changes_nothing(tmp_p
 def test_odd_option_values_are_one_line(argv):
     code, _, err = _run(argv)
     _one_line(code, err, argv[0])
+
+
+def test_a_sentence_longer_than_the_model_reads_is_refused_not_cut():
+    text = Path(__file__).parent.parent / "examples" / "text"
+    code, _, err = _run(["explain", text / "polarity_cnn.onnx", " ".join(["fine"] * 20_000), "--vocab", text / "vocab.txt"])
+    _one_line(code, err, "explain")
+    assert "20000 words but the model reads at most" in err
+
+
+def test_an_lsc_that_is_not_a_number_is_shown_as_such():
+    from smugir.evaluation.comparison import Record, summarize
+    from smugir.evaluation.report import summary_rows
+
+    def record(sample: str, lsc: float) -> Record:
+        return Record("m", sample, 0, "ig", lsc, 0.1, 0.0, None, 0.1, 1.0)
+
+    rows = summarize([record("0", float("inf")), record("1", float("inf")), record("2", float("nan"))])
+    cells = summary_rows(rows)[1][0]
+    assert "nan" not in " ".join(cells) and ("inf" in cells[2] or "n/a" in cells[2]), cells
+
+
+# ---- the campaign: random damage to a records file ----------------------------------------------
+from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+CAMPAIGNS = ["short", pytest.param("long", marks=pytest.mark.fuzz)]
+EXAMPLES = {"short": 6, "long": 200}
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+FIELDS = ["id", "sample", "method", "status", "settings", "input_sha256", "lsc", "area", "probability", "box", "sparsity",
+          "seconds", "curve", "label", "model"]
+
+
+def _damaged_line(draw_bytes: bytes, edits: dict, base: dict, kind: str) -> bytes:
+    if kind == "bytes":
+        return draw_bytes.replace(b"\n", b" ") + b"\n"
+    return (json.dumps({**base, **edits}) + "\n").encode()
+
+
+@pytest.mark.parametrize("campaign", CAMPAIGNS)
+def test_random_damage_to_the_records_is_recomputed_or_one_line(finished_eval, tmp_path_factory, campaign):
+    @settings(max_examples=EXAMPLES[campaign], deadline=None, database=None, derandomize=campaign == "short",
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(kind=st.sampled_from(["bytes", "fields"]), raw=st.binary(max_size=64),
+           edits=st.dictionaries(st.sampled_from(FIELDS), JSON, min_size=1, max_size=4), which=st.integers(0, 1))
+    def check(kind, raw, edits, which):
+        out = _copy(finished_eval, tmp_path_factory.mktemp("damaged") / "out")
+        base = _lines(out / "records.jsonl")[which]
+        with open(out / "records.jsonl", "ab") as stream:
+            stream.write(_damaged_line(raw, edits, base, kind))
+        code, _, err = _run(["eval", MNIST, SAMPLES, "--limit", "2", *EVAL, "--out", out])
+        if code == 2:
+            _one_line(code, err, "eval")
+            return
+        assert code == 0 and not err, err
+        last = {line["id"]: line for line in _lines(out / "records.jsonl") if isinstance(line, dict) and "id" in line}
+        assert all(last[f"{sample}/ig"]["status"] == "done" for sample in ("00", "01")), last
+
+    check()
+
+
+BATCH_FIELDS = ["id", "status", "input_sha256", "timings", "sparsity", "verified", "objective", "bound", "label", "seconds"]
+
+
+@pytest.mark.parametrize("campaign", CAMPAIGNS)
+def test_random_damage_to_the_results_is_recomputed_or_one_line(finished_batch, tmp_path_factory, campaign):
+    @settings(max_examples=EXAMPLES[campaign], deadline=None, database=None, derandomize=campaign == "short",
+              phases=[Phase.explicit, Phase.generate], suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(kind=st.sampled_from(["bytes", "fields"]), raw=st.binary(max_size=64),
+           edits=st.dictionaries(st.sampled_from(BATCH_FIELDS), JSON, min_size=1, max_size=4), which=st.integers(0, 1))
+    def check(kind, raw, edits, which):
+        out = _copy(finished_batch, tmp_path_factory.mktemp("damaged") / "out")
+        base = _lines(out / "results.jsonl")[which]
+        with open(out / "results.jsonl", "ab") as stream:
+            stream.write(_damaged_line(raw, edits, base, kind))
+        code, _, err = _run(["batch", MNIST, SAMPLES, "--limit", "2", *BATCH, "--out", out])
+        if code == 2:
+            _one_line(code, err, "batch")
+            return
+        last = {line["id"]: line for line in _lines(out / "results.jsonl") if isinstance(line, dict) and "id" in line}
+        assert code == (0 if all(last[i]["verified"] for i in ("00", "01")) else 1) and not err, err  # an edit may say "verified": false
+        assert all(last[i]["status"] == "optimal" and "input_sha256" in last[i] for i in ("00", "01")), last
+
+    check()

@@ -208,7 +208,8 @@ def summarize(records: Sequence[Record], seed: int = 0) -> list[Summary]:
     rows = []
     for method in methods:
         chosen = list(by_method[method].values())
-        q1, median, q3 = np.percentile([r.lsc for r in chosen], [25, 50, 75])
+        lsc = [r.lsc for r in chosen]  # inf: probability 0 on every box; interpolating between two infs is NaN, so then no interpolation
+        q1, median, q3 = np.percentile(lsc, [25, 50, 75], method="linear" if np.all(np.isfinite(lsc)) else "inverted_cdf")
         win = wins.get(method)
         rows.append(Summary(
             method, len(chosen), float(median), float(q1), float(q3),

@@ -35,6 +35,12 @@ def _number(value: float | None, digits: int = 3, scale: float = 1.0) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{scale * value:.{digits}f}"
 
 
+def _lsc(value: float) -> str:
+    """An LSC cell: inf when the class probability was 0 on every box, n/a when it is undefined
+    (a model whose probabilities are not numbers), never "nan"."""
+    return "n/a" if np.isnan(value) else f"{value:.2f}"
+
+
 def summary_rows(rows: Sequence[Summary]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the comparison table; AUC / F1 / MAE columns only when measured."""
     header = ["method", "inputs", "LSC median [Q1, Q3]", "Win % [95 % CI]", "sparsity %", "s / input"]
@@ -50,7 +56,7 @@ def summary_rows(rows: Sequence[Summary]) -> tuple[list[str], list[list[str]]]:
     cells = []
     for row in rows:
         win = "-" if row.win is None else f"{100 * row.win:.1f} [{100 * row.win_low:.1f}, {100 * row.win_high:.1f}]"
-        line = [display_name(row.method), str(row.inputs), f"{row.lsc_median:.2f} [{row.lsc_q1:.2f}, {row.lsc_q3:.2f}]", win,
+        line = [display_name(row.method), str(row.inputs), f"{_lsc(row.lsc_median)} [{_lsc(row.lsc_q1)}, {_lsc(row.lsc_q3)}]", win,
                 _number(row.sparsity, 1, 100), _number(row.seconds)]
         if with_cpu:
             line += [_number(row.metric_seconds), _number(row.cpu_seconds)]

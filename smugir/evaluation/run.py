@@ -8,7 +8,8 @@ few inputs the maps `maps.png` shows, as .npy files written before their line. M
 input's work per process: no map is kept beyond the figure inputs, and the table is computed from
 the records file. A rerun with the same folder skips every (input, method) already recorded, so an
 interrupted run continues where it stopped; `run.json` holds what defines the results (model hash,
-settings) and a rerun with other settings is refused.
+settings) and a rerun with other settings is refused. Each line also carries the digest of its
+input's content (`smugir.identity`): the same id with other content is computed again.
 """
 
 from __future__ import annotations
@@ -354,11 +355,32 @@ def _sound_line(inputs: dict[str, str | None], line: dict[str, Any]) -> dict[str
         return None
     sound = isinstance(status, str) and isinstance(line.get("settings", ""), str) and isinstance(line.get("method", ""), str)
     if sound and status == "done":
-        try:
-            record_from_line(line)
-        except (TypeError, ValueError, KeyError, OverflowError):
-            sound = False
+        sound = all(check(line.get(name)) for name, check in _FIELDS.items())
     return line if sound else {**line, "status": "damaged"}
+
+
+def _real(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return abs(value) < 2**53
+    return isinstance(value, float) and not math.isnan(value)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _pairs(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(map(_optional(_real), p)) for p in value)
+
+
+_FIELDS: dict[str, Callable[[Any], bool]] = {  # what a "done" line holds, as `_json_record` writes it
+    "model": lambda v: isinstance(v, str), "sample": lambda v: isinstance(v, str), "method": lambda v: isinstance(v, str),
+    "label": lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31, "lsc": _optional(_real), "area": _real,
+    "probability": _real, "seconds": _real, "sparsity": _optional(_real),
+    "box": _optional(lambda v: isinstance(v, list) and len(v) == 4 and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**31 for i in v)),
+    **{name: _optional(_real) for name in ("auc", "max_f1", "min_mae", "metric_seconds", "cpu_seconds", "solve_gap")},
+    "solve_status": _optional(lambda v: isinstance(v, str)), "curve": _optional(_pairs),
+}
 
 
 def _described(out: Path) -> dict[str, Any]:
