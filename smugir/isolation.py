@@ -3,9 +3,8 @@ z3's library is loaded only from z3's own package.
 
 Python puts the current directory first on sys.path for `python -m` and `python -c`, which is how
 the CP-SAT process, spawn workers and multiprocessing's resource tracker start, so a `pickle.py`
-there would run in them. PYTHONSAFEPATH=1 (Python >= 3.11) keeps it off and keeps the rest of the
-environment (PYTHONPATH included); on 3.10 the CP-SAT process gets `-I` instead (it also ignores
-PYTHON* variables), and spawn workers have no such switch there. z3's binding looks for
+there would run in them. PYTHONSAFEPATH=1 (Python >= 3.11, hence smugir's floor) keeps it off and
+keeps the rest of the environment (PYTHONPATH included). z3's binding looks for
 `libz3.so` in `.` before its package unless `builtins.Z3_LIB_DIRS` says where to look.
 """
 
@@ -18,9 +17,6 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-
-SAFE_PATH = sys.version_info >= (3, 11)
-
 
 def pin_z3_library() -> None:
     """Make z3 (imported later, by pySMT or by us) load libz3 from its package, never from `.`."""
@@ -38,20 +34,20 @@ def pin_z3_library() -> None:
 
 def child_environment() -> dict[str, str]:
     """The environment for a child interpreter: this one's, with the current directory off sys.path."""
-    return {**os.environ, "PYTHONSAFEPATH": "1"} if SAFE_PATH else dict(os.environ)
+    return {**os.environ, "PYTHONSAFEPATH": "1"}
 
 
 def python_module_command(module: str) -> list[str]:
     """`python -m module` for a child that must not import anything from the current directory
     (with `child_environment()`)."""
-    return [sys.executable, *(() if SAFE_PATH else ("-I",)), "-m", module]
+    return [sys.executable, "-m", module]
 
 
 @contextmanager
 def safe_spawning() -> Iterator[None]:
     """While it lasts, processes multiprocessing starts (spawn workers, the resource tracker) do not
     put the current directory on sys.path: they inherit os.environ, and take no other option."""
-    if not SAFE_PATH or os.environ.get("PYTHONSAFEPATH"):
+    if os.environ.get("PYTHONSAFEPATH"):
         yield
         return
     os.environ["PYTHONSAFEPATH"] = "1"
