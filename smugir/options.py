@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import argparse
 
+EXIT_CODES = (
+    "exit codes: 0 success (every mask verified); 1 a mask that did not verify in float32, or a batch with error lines; "
+    "2 bad input, unsupported model or an output that cannot be written (one line on stderr, nothing written); "
+    "3 no meaningful explanation (status no_units, non_finite, no_neurons or baseline_suffices, with the reason); "
+    "130 interrupted (Ctrl-C); 143 terminated (SIGTERM)"
+)
+
 
 def floats(text: str) -> tuple[float, ...]:
     try:

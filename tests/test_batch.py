@@ -288,12 +288,12 @@ def test_a_second_live_run_is_refused_and_a_stale_lock_is_taken_over(tmp_path, c
 
 
 def test_bad_options_exit_2_before_any_input_is_read(tmp_path, monkeypatch, capsys):
-    import smugir.cli
+    import smugir.batch_command
 
     def touched(*args, **kwargs):
         raise AssertionError("the dataset was read")
 
-    monkeypatch.setattr(smugir.cli, "_dataset_items", touched)
+    monkeypatch.setattr(smugir.batch_command, "_dataset_items", touched)
     for option in (["--gamma", "2"], ["--solver", "bogus"], ["--top-k", "0"], ["--margin", "nan"], ["--timeout", "nan"],
                    ["--input-timeout", "-1"], ["--window", "0"]):
         try:
