@@ -453,8 +453,8 @@ def test_sigterm_during_explain_leaves_all_or_nothing(delay, tmp_path):
     time.sleep(delay)
     code, err = _terminated(process)
     _no_staging(tmp_path)
-    if code == 0 and delay > 0:  # finished first
-        assert (out / "report.json").exists()
+    if delay > 0 and (out / "report.json").exists():  # finished first; the signal found it done (0) or exiting (-15)
+        assert code in (0, -signal.SIGTERM), (code, err)
     else:
         _assert_terminated(code, err, "explain")
         assert not out.exists()
