@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 from smugir.options import EXIT_CODES, add_problem_options
 
 
-def _dataset_items(args: argparse.Namespace, model):
+def dataset_items(args: argparse.Namespace, model):
     """DATASET's items (at most --limit), checked to be what the model takes: sentences or arrays."""
     from smugir.datasets import read_dataset, select
     from smugir.text import is_text_model
@@ -34,7 +34,7 @@ def _batch(args: argparse.Namespace) -> int:
     )
     check_options(options)  # before any input is read
     model = load_model(args.model, args.output)
-    items = _dataset_items(args, model)
+    items = dataset_items(args, model)
     source = {"dataset": os.path.abspath(args.dataset), "scale": args.scale, "mean": list(args.mean), "std": list(args.std)}
     with _progress_bar() as (start, on_result):
         report = run_batch(args.model, items, args.out, options, args.workers, args.scheduler, start,

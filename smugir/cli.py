@@ -177,6 +177,7 @@ def _export(args: argparse.Namespace) -> int:
 def _export_benchmarks(args: argparse.Namespace) -> int:
     from rich.progress import track
 
+    from smugir.batch_command import dataset_items
     from smugir.exporters.files import check_folder
     from smugir.exporters.instance_files import export_family
     from smugir.instance_status import parse_bounds
@@ -188,7 +189,7 @@ def _export_benchmarks(args: argparse.Namespace) -> int:
     formats = tuple(part.strip() for part in args.formats.split(",") if part.strip())
     check_folder(args.out, ["instances.csv", "README.md"], args.force)
     model = load_model(args.model, args.output)
-    items = _dataset_items(args, model)
+    items = dataset_items(args, model)
     dataset = input_name(args.dataset)
 
     def problems():

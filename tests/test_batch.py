@@ -293,7 +293,7 @@ def test_bad_options_exit_2_before_any_input_is_read(tmp_path, monkeypatch, caps
     def touched(*args, **kwargs):
         raise AssertionError("the dataset was read")
 
-    monkeypatch.setattr(smugir.batch_command, "_dataset_items", touched)
+    monkeypatch.setattr(smugir.batch_command, "dataset_items", touched)
     for option in (["--gamma", "2"], ["--solver", "bogus"], ["--top-k", "0"], ["--margin", "nan"], ["--timeout", "nan"],
                    ["--input-timeout", "-1"], ["--window", "0"]):
         try:
