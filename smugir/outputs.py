@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 
 from smugir.errors import NotAClassifierError, UnsupportedModelError
+from smugir.graph_walk import ancestors
 
 
 @dataclass(frozen=True)
@@ -96,19 +97,7 @@ def _cut_to(proto: onnx.ModelProto, chosen: Candidate) -> onnx.ModelProto:
     cut = onnx.ModelProto()
     cut.CopyFrom(proto)
     graph = cut.graph
-    producers = {out: node for node in graph.node for out in node.output}
-    needed, stack = set(), [chosen.tensor]
-    while stack:
-        tensor = stack.pop()
-        if tensor in needed:
-            continue
-        needed.add(tensor)
-        node = producers.get(tensor)
-        if node is not None:
-            stack.extend(t for t in node.input if t)
-            for attr in node.attribute:  # subgraphs may read outer tensors
-                for sub in [attr.g, *attr.graphs] if attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) else []:
-                    stack.extend(t for n in sub.node for t in n.input if t)
+    needed = ancestors(graph, [chosen.tensor])
     kept = [node for node in graph.node if any(out in needed for out in node.output)]
     del graph.node[:]
     graph.node.extend(kept)

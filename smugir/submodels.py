@@ -8,6 +8,7 @@ import onnx.shape_inference
 import onnx.utils
 
 from smugir.errors import UnsupportedModelError
+from smugir.graph_walk import ancestors, node_reads
 from smugir.budget import require
 from smugir.sessions import declared_bytes, equal_to_rounding, make_session, run_session
 from smugir.suffix_shapes import rewrite_shape_reads, shape_reads_before
@@ -57,27 +58,17 @@ def suffix_model(proto: onnx.ModelProto, from_tensor: str, to_tensor: str | None
 def _suffix(proto: onnx.ModelProto, from_tensor: str, to_tensor: str) -> onnx.ModelProto:
     initializers = {t.name for t in proto.graph.initializer}
     graph_inputs = {v.name for v in proto.graph.input} - initializers
-    producers = {out: node for node in proto.graph.node for out in node.output}
-    stack, seen, reads_from = [to_tensor], set(), False
-    while stack:
-        name = stack.pop()
-        if name in seen or name in initializers:
+    needed = ancestors(proto.graph, [to_tensor], stop_at=initializers | {from_tensor})
+    for node in proto.graph.node:
+        if from_tensor in node.output or not any(t in needed for t in node.output):
             continue
-        seen.add(name)
-        node = producers.get(name)
-        if node is None:
-            continue
-        for tensor in node.input:
-            if tensor == from_tensor:
-                reads_from = True
-            elif tensor in graph_inputs:
+        for tensor in node_reads(node):
+            if tensor in graph_inputs and tensor != from_tensor:
                 raise UnsupportedModelError(
                     f"the output {to_tensor!r} is not a function of {from_tensor!r} alone: node {node.name!r} "
                     f"({node.op_type}) also reads the graph input {tensor!r}; no suffix model exists"
                 )
-            elif tensor:
-                stack.append(tensor)
-    if not reads_from:
+    if from_tensor not in needed or from_tensor == to_tensor:
         raise UnsupportedModelError(f"the output {to_tensor!r} does not depend on {from_tensor!r}")
     return onnx.utils.Extractor(proto).extract_model([from_tensor], [to_tensor])
 

@@ -15,6 +15,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from smugir.errors import UnsupportedModelError
+from smugir.graph_walk import ancestors, descendants
 
 SHAPE_READS = ("Shape", "Size")
 PREFIX = "smugir_shape"  # names of the nodes and constants the rewrite adds
@@ -23,21 +24,16 @@ PREFIX = "smugir_shape"  # names of the nodes and constants the rewrite adds
 def shape_reads_before(proto: onnx.ModelProto, from_tensor: str, to_tensor: str) -> list[onnx.NodeProto]:
     """The Shape/Size nodes the output needs whose operand is not computed from `from_tensor`."""
     initializers = {t.name for t in proto.graph.initializer}
-    producers = {out: node for node in proto.graph.node for out in node.output}
-    after = _downstream(proto, from_tensor)
-    stack, seen, found = [to_tensor], set(), []
-    while stack:
-        name = stack.pop()
-        if name in seen or name in initializers or name == from_tensor:
-            continue
-        seen.add(name)
-        node = producers.get(name)
-        if node is None:
-            continue
+    after = descendants(proto.graph, from_tensor)
+    found: list[onnx.NodeProto] = []
+
+    def descend(node: onnx.NodeProto) -> bool:
         if node.op_type in SHAPE_READS and node.input[0] not in after and node.input[0] not in initializers:
             found.append(node)
-            continue
-        stack.extend(t for t in node.input if t)
+            return False
+        return True
+
+    ancestors(proto.graph, [to_tensor], stop_at=initializers | {from_tensor}, descend=descend)
     return found
 
 
@@ -107,14 +103,6 @@ def _replacement(node: onnx.NodeProto, shape: list, from_tensor: str, from_dims:
         rest = constant("rest", np.array([values[a] for a in axes[1:]], dtype=np.int64))
         nodes.append(helper.make_node("Concat", [f"{prefix}/batch", rest], [out], name=prefix, axis=0))
     return nodes
-
-
-def _downstream(proto: onnx.ModelProto, tensor: str) -> set[str]:
-    reached = {tensor}
-    for node in proto.graph.node:  # nodes are in topological order
-        if any(name in reached for name in node.input):
-            reached.update(node.output)
-    return reached
 
 
 def _static_dims(proto: onnx.ModelProto) -> dict[str, list]:

@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from smugir.convolution import node_attributes
 from smugir.errors import UnsupportedModelError, UnsupportedOpError
+from smugir.graph_walk import ancestors
 from smugir.gradients.rules import NO_GRADIENT, RULES, SUPPORTED_OPS
 from smugir.gradients.shapes import TensorFacts
 from smugir.weightless import convert_version
@@ -187,7 +188,7 @@ def gradient_model(model: onnx.ModelProto, wrt: str, target: str = "probability"
         value = b.add("ReduceSum", [b.add("Mul", [logits, one_hot]), b.ints([-1])], keepdims=0)
         seed = b.add("Add", [b.add("Mul", [logits, b.const(0.0)]), one_hot])
     b.grads[logits] = seed
-    feeds_logits = _ancestors(graph, logits)
+    feeds_logits = ancestors(graph, [logits])
     forward = [n for n in graph.node if n.op_type != "Constant" and any(o in depends and o in feeds_logits for o in n.output)]
     for node in reversed(forward):
         if node.output[0] not in b.grads and not (node.op_type == "Split" and any(o in b.grads for o in node.output)):
@@ -213,22 +214,6 @@ def gradient_model(model: onnx.ModelProto, wrt: str, target: str = "probability"
     ])
     del out.graph.value_info[:]
     return out
-
-
-def _ancestors(graph: onnx.GraphProto, target: str) -> set[str]:
-    """Every tensor `target` is computed from (itself included): one walk back, linear in the graph."""
-    producers = {out: node for node in graph.node for out in node.output}
-    seen: set[str] = set()
-    stack = [target]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        node = producers.get(name)
-        if node is not None:
-            stack.extend(i for i in node.input if i and i not in seen)
-    return seen
 
 
 def _opset(model: onnx.ModelProto) -> int:
