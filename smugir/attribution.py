@@ -209,7 +209,8 @@ class _Path:
         require(f"Integrated Gradients at {len(alphas)} points of {self.diff.size} values", BYTES_PER_POINT_VALUE * len(alphas) * self.diff.size)
         points = self.base32[None] + alphas.astype(np.float32).reshape(-1, *([1] * len(self.shape))) * self.diff32[None]
         values, grads = self.provider(points, self.class_index)
-        density = np.asarray(grads, dtype=np.float32).reshape(len(alphas), -1) * self.diff32.reshape(1, -1)
+        density = np.asarray(grads, dtype=np.float32).reshape(len(alphas), -1)
+        density *= self.diff32.reshape(1, -1)  # in place: the gradients are not used again
         self.points += len(alphas)
         return np.asarray(values, dtype=np.float64).reshape(-1), density
 

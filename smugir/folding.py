@@ -31,6 +31,7 @@ from onnx.reference import ReferenceEvaluator
 from smugir.budget import require
 from smugir.errors import UnsupportedModelError
 from smugir.sessions import declared_bytes
+from smugir import weights
 
 MAX_FOLDED_BYTES = 1 << 28  # 256 MiB for all folded tensors together (real exports fold kilobytes), and never over the budget
 BATCH_WORLDS = (1, 2, 5)  # batch sizes a symbolic leading dim is evaluated at
@@ -130,7 +131,7 @@ class _Folder:
             return self.varying[name][world]
         cached = self.fixed[name]
         if cached is None:
-            cached = self.fixed[name] = numpy_helper.to_array(self.initializers[name])
+            cached = self.fixed[name] = weights.array(self.initializers[name])
         return cached
 
     @property

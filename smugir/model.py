@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.shape_inference
-import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
 from smugir.budget import require
@@ -27,9 +26,10 @@ from smugir.folding import FoldingReport, fold_constants
 from smugir.outputs import choose_output
 from smugir.modelfile import (PARSE_FACTOR, check_tensor_sizes, is_external, load_external_data_safely, model_sha256,
                               read_model_file, stored_tensors)
-from smugir.sessions import (REORDERING_TOLERANCE, batched_session, declared_bytes, equal_to_rounding, make_session, run_session,
+from smugir.sessions import (REORDERING_TOLERANCE, Session, batched_session, declared_bytes, equal_to_rounding, make_session, run_session,
                              set_session_threads, with_dynamic_batch)
 from smugir.submodels import expose_outputs, suffix_model, with_batch_of_one
+from smugir.weights import lighten
 
 __all__ = [
     "Model", "TensorInfo", "load_model", "load_model_bytes", "model_from_proto", "resolve_batch_shape", "check_classifier_output", "check_scores",
@@ -61,6 +61,7 @@ class Model:
     output: TensorInfo
     folding: FoldingReport | None = None  # what load_model folded (constant subgraphs)
     output_note: str = ""  # how the scores were chosen among several outputs (`smugir.outputs`)
+    weights: dict = field(default_factory=dict, repr=False)  # the arrays of the graph's placeholders (`smugir.weights`)
     _sessions: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -89,7 +90,7 @@ class Model:
     def nodes_by_output(self) -> dict[str, onnx.NodeProto]:
         return {out: node for node in self.proto.graph.node for out in node.output}
 
-    def session(self, extra_outputs: tuple[str, ...] = ()) -> ort.InferenceSession:
+    def session(self, extra_outputs: tuple[str, ...] = ()) -> Session:
         """An onnxruntime session (cached), optionally with intermediate tensors as extra outputs."""
         key = tuple(extra_outputs)
         if key not in self._sessions:
@@ -157,7 +158,10 @@ def _model_from_bytes(raw: bytes, path: Path, external: bool, output: str | None
             raise UnsafeModelError(f"{str(path)!r} refers to external data files; an in-memory model must hold all its tensors")
         ranges = load_external_data_safely(proto, path) if external else {}
         check_tensor_sizes(proto, path)
-        onnx.checker.check_model(proto)
+        digest = model_sha256(raw, ranges)
+        onnx.checker.check_model(proto if ranges else raw)  # the file's bytes as they are: no serialised copy
+        del raw  # the file's bytes are not needed again (a model's weights are held once: `smugir.weights`)
+        proto, held = lighten(proto)  # from here on every copy of the graph is cheap (`smugir.weights`)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -170,16 +174,18 @@ def _model_from_bytes(raw: bytes, path: Path, external: bool, output: str | None
     check_classifier_output(scores, path, proto.graph.output[0].type.tensor_type.HasField("shape"))
     check_model_convolutions(proto)
     proto, folding = fold_constants(proto, data_input.name, make_session)
-    digest = model_sha256(raw, ranges)
+    proto, held = lighten(proto)  # the folded constants too
     if several:  # what is explained is the file and its chosen output: no cache may mix two outputs' results
         digest = hashlib.sha256(f"{digest}\noutput {scores.name}".encode("utf-8", errors="surrogatepass")).hexdigest()
-    return Model(path=path, proto=proto, sha256=digest, data_input=data_input, output=scores, folding=folding, output_note=output_note)
+    return Model(path=path, proto=proto, sha256=digest, data_input=data_input, output=scores, folding=folding, output_note=output_note,
+                 weights=held)
 
 
 def model_from_proto(proto: onnx.ModelProto, path: Path, sha256: str) -> Model:
     """A `Model` for a sub-model built in memory from a loaded, checked one (keeps its provenance)."""
+    proto, held = lighten(proto)
     data_input, output = _single_input_and_output(proto, path)
-    return Model(path=path, proto=proto, sha256=sha256, data_input=data_input, output=output)
+    return Model(path=path, proto=proto, sha256=sha256, data_input=data_input, output=output, weights=held)
 
 
 def check_classifier_output(output: TensorInfo, path: Path | str, has_shape: bool = True) -> None:

@@ -8,11 +8,11 @@ model output (a trailing Softmax is allowed: it does not change which logit is l
 from __future__ import annotations
 
 import numpy as np
-from onnx import numpy_helper
 
 from smugir.errors import UnsupportedModelError, UnsupportedOpError
 from smugir.firstlayer import DenseLayer, FirstLayer
 from smugir.model import Model
+from smugir import weights
 
 _NO_OPS = ("Identity", "Flatten", "Reshape", "Dropout")
 _ACCEPTED = ("Gemm", "MatMul", "Add", "Relu", "Softmax", *_NO_OPS)
@@ -22,7 +22,7 @@ def mlp_layers(model: Model, first: FirstLayer) -> list[tuple[np.ndarray, np.nda
     """(W (out, in), b (out,)) float64 of every dense layer after the first, in order."""
     if not isinstance(first, DenseLayer) or first.activation.kind != "Relu":
         raise UnsupportedModelError("the whole-network encoding needs a ReLU MLP: a dense first layer followed by Relu")
-    constants = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.proto.graph.initializer}
+    constants = {t.name: weights.array(t).astype(np.float64) for t in model.proto.graph.initializer}
     consumers: dict[str, list] = {}
     for node in model.proto.graph.node:
         for name in dict.fromkeys(node.input):

@@ -9,6 +9,8 @@ from onnx import numpy_helper
 
 from smugir.budget import elements
 from smugir.errors import SmugError, UnsupportedModelError
+from smugir import weights
+from smugir.weightless import set_aside
 
 
 def declared_bytes(proto: onnx.ModelProto) -> int:
@@ -36,7 +38,62 @@ def set_session_threads(threads: int) -> None:
     _session_threads = int(threads)
 
 
-def make_session(proto: onnx.ModelProto | bytes, optimize: bool = False) -> ort.InferenceSession:
+class Session:
+    """An onnxruntime session; for a model with more than FEED_BYTES of float weights, a plain
+    session takes its large weights as graph inputs, fed on every run from the one copy that all
+    sessions of the same weights share (`smugir.weights`).
+
+    Otherwise each session holds its own copy: on VGG-11 (531 MB of weights) the sessions of one
+    explanation held 6 copies. Fed, a plain VGG-11 session runs as fast (148 vs 149 ms); onnxruntime
+    then multiplies by weights it has not pre-packed, so the float32 sums are ordered differently
+    (about 1e-7 of the output) from a session that holds them, which is why smaller models keep
+    theirs. Optimised sessions always hold them: onnxruntime's rewrites (Conv with
+    BatchNormalization, NCHWc layouts) need constant weights (ResNet-50: 58 ms vs 77 ms fed).
+    """
+
+    def __init__(self, inner: ort.InferenceSession, fed: dict[str, np.ndarray]):
+        self.inner, self.fed = inner, fed
+
+    def run(self, names: list[str] | None, feed: dict, options: ort.RunOptions | None = None) -> list:
+        return self.inner.run(names, {**feed, **self.fed}, options)
+
+    def get_inputs(self) -> list:
+        return [i for i in self.inner.get_inputs() if i.name not in self.fed]
+
+    def get_outputs(self) -> list:
+        return self.inner.get_outputs()
+
+    def get_session_options(self) -> ort.SessionOptions:
+        return self.inner.get_session_options()
+
+
+FEED_BYTES = 128 << 20
+
+
+def feeds_weights(proto: onnx.ModelProto) -> bool:
+    """Whether a plain session of `proto` is fed its weights: they hold more than FEED_BYTES."""
+    tensors = [t for t in proto.graph.initializer if weights.is_placeholder(t) or weights.is_heavy(t)]
+    return sum(elements(t.dims) * np.dtype(weights.TYPES[t.data_type]).itemsize for t in tensors) > FEED_BYTES
+
+
+def _fed(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """(a copy of `proto` whose large float weights and placeholders are graph inputs, their arrays),
+    or (`proto`, {}) when they hold FEED_BYTES or less."""
+    if not feeds_weights(proto):
+        return proto, {}
+    tensors = [t for t in proto.graph.initializer if weights.is_placeholder(t) or weights.is_heavy(t)]
+    fed = {t.name: weights.array(t) if weights.is_placeholder(t) else weights.share(t)[1] for t in tensors}
+    return set_aside(proto, list(fed))[0], fed
+
+
+def _with_placeholders_given(proto: onnx.ModelProto, options: ort.SessionOptions) -> None:
+    """Hand the placeholders' arrays to onnxruntime as external initializers (it copies them in)."""
+    given = weights.placeholders(proto)
+    if given:
+        options.add_external_initializers([t.name for t in given], [ort.OrtValue.ortvalue_from_numpy(weights.array(t)) for t in given])
+
+
+def make_session(proto: onnx.ModelProto, optimize: bool = False) -> Session:
     """A CPU session, by default with graph optimisations off: they are not always exact.
 
     Measured with onnxruntime 1.31.1: a Pad (zeros) followed by MaxPool is fused at the basic level
@@ -53,8 +110,9 @@ def make_session(proto: onnx.ModelProto | bytes, optimize: bool = False) -> ort.
     # seconds of a gradient point (EfficientNet-Lite0, 0.20 -> 0.12 s; benchmarks/bench_attribution.py).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        data = proto if isinstance(proto, bytes) else proto.SerializeToString()  # bytes: serialised once for several sessions
-        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        light, fed = (proto, {}) if optimize else _fed(proto)
+        _with_placeholders_given(light, options)
+        return Session(ort.InferenceSession(light.SerializeToString(), options, providers=["CPUExecutionProvider"]), fed)
     except SmugError:  # smugir's own, e.g. a batch input's time limit firing inside onnxruntime's call
         raise
     except Exception as exc:  # onnxruntime raises its own pybind classes (Fail, InvalidGraph, ...)
@@ -62,7 +120,7 @@ def make_session(proto: onnx.ModelProto | bytes, optimize: bool = False) -> ort.
         raise UnsupportedModelError(f"onnxruntime {ort.__version__} cannot run the model: {message}") from None
 
 
-def run_session(session: ort.InferenceSession, names: list[str] | None, feed: dict) -> list:
+def run_session(session: Session, names: list[str] | None, feed: dict) -> list:
     """`session.run`, with onnxruntime's failures (a run-time shape error, an allocation it cannot
     make) turned into one named line instead of onnxruntime's own exception types."""
     try:
@@ -116,7 +174,7 @@ def equal_to_rounding(fast: np.ndarray, slow: np.ndarray, tolerance: float = REO
 
 
 def batched_session(proto: onnx.ModelProto, input_name: str, shape: tuple[int, ...], extra: dict | None = None,
-                    optimize: bool = False) -> tuple[ort.InferenceSession, bool]:
+                    optimize: bool = False) -> tuple[Session, bool]:
     """A session that takes many points at once when the graph allows it, and whether it does.
 
     The batched (and, with `optimize`, graph-optimised) session is used only if it gives the plain

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from onnx import numpy_helper
 
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.model import Model, model_from_proto, suffix_model
 from smugir.safefiles import read_text_file
 from smugir.solve import DEFAULT_SOLVER, DEFAULT_TIMEOUT
 from smugir.units import InputLayout, MaskUnits, segment_units
+from smugir import weights
 
 if TYPE_CHECKING:
     from smugir.explain import Explanation, Setup
@@ -105,7 +105,7 @@ def text_model(model: Model) -> TextModel:
     axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
     if axis != 0:
         raise UnsupportedModelError(f"embedding Gather {node.name!r} uses axis {axis}; expected 0")
-    table = numpy_helper.to_array(constants[node.input[0]]).astype(np.float32)
+    table = weights.array(constants[node.input[0]]).astype(np.float32)
     embedded = model_from_proto(suffix_model(model.proto, node.output[0]), model.path, model.sha256)
     length = int(np.prod(model.input_shape))
     if int(np.prod(embedded.input_shape)) != length * table.shape[1]:

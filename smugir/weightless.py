@@ -24,10 +24,10 @@ def _heavy(tensor: onnx.TensorProto) -> bool:
     return tensor.data_type in _FLOATS and int(np.prod(tensor.dims, dtype=np.int64)) > LIGHT_ELEMENTS
 
 
-def set_aside(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
-    """(a copy of `model` whose heavy initializers are graph inputs instead, those initializers);
-    `model` itself is not changed, and nothing heavy is copied."""
-    heavy = [t for t in model.graph.initializer if _heavy(t)]
+def set_aside(model: onnx.ModelProto, names: list[str] | None = None) -> tuple[onnx.ModelProto, list[onnx.TensorProto]]:
+    """(a copy of `model` whose heavy initializers (or the named ones) are graph inputs instead,
+    those initializers); `model` itself is not changed, and nothing heavy is copied."""
+    heavy = [t for t in model.graph.initializer if (_heavy(t) if names is None else t.name in names)]
     if not heavy:
         return model, []
     light = onnx.ModelProto()
@@ -48,7 +48,8 @@ def set_aside(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[onnx.Tensor
             getattr(light.graph, field.name).extend(value)
         else:
             setattr(light.graph, field.name, value)
-    light.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in heavy)
+    listed = {v.name for v in graph.input}  # before IR 4 initializers are graph inputs too
+    light.graph.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in heavy if t.name not in listed)
     return light, heavy
 
 

@@ -11,6 +11,7 @@ import pytest
 from conftest import CIFAR_MEAN, CIFAR_STD, DATA, cifar_samples, mnist_samples, resnet_inputs
 from onnx import numpy_helper
 
+from smugir import weights
 from smugir.attribution import provider_for
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.evaluation.baselines import METHODS, SmugSaliency, _gaussian_blur, last_conv_tensor, saliency_map, setting_for
@@ -353,7 +354,7 @@ def test_compare_scores_only_correct_inputs_and_reports_unavailable_methods(mnis
 # --- sanity checks -------------------------------------------------------------------------------------
 
 def _initializers(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
-    return {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    return {t.name: weights.array(t) for t in proto.graph.initializer}
 
 
 @pytest.mark.parametrize("path", [CIFAR, RESNET, MNIST], ids=lambda p: p.stem)

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from smugir import weights as smugir_weights
 from smugir.convolution import conv_window
 from smugir.errors import UnsupportedOpError
 from smugir.firstlayer import first_layer
@@ -123,7 +124,7 @@ def _float64_logit(proto: onnx.ModelProto):
     double.CopyFrom(proto)
     for init in double.graph.initializer:
         if init.data_type == TensorProto.FLOAT:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float64), init.name))
+            init.CopyFrom(numpy_helper.from_array(smugir_weights.array(init).astype(np.float64), init.name))
     for value in [*double.graph.input, *double.graph.output]:
         value.type.tensor_type.elem_type = TensorProto.DOUBLE
     del double.graph.value_info[:]
@@ -240,7 +241,7 @@ def test_mlp_gradient_equals_numpy():
     path, samples = REAL_MODELS["mnist-net_256x2"]
     model = load_model(path)
     layer = first_layer(model)
-    weights = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.proto.graph.initializer}
+    weights = {t.name: smugir_weights.array(t).astype(np.float64) for t in model.proto.graph.initializer}
     h = layer.activations(samples()[0])
     w2, b2, w3, b3 = (weights[k] for k in ("layers.2.weight", "layers.2.bias", "layers.4.weight", "layers.4.bias"))
     z2 = w2 @ h + b2
@@ -307,7 +308,7 @@ def test_each_rule_matches_a_float64_central_difference(op):
             bump = np.zeros(flat.size)
             bump[i] = step
             reference = (logit(point + bump.reshape(point.shape), 2) - logit(point - bump.reshape(point.shape), 2)) / (2 * step)
-            assert flat[i] == pytest.approx(reference, rel=1e-3, abs=1e-4 * (np.abs(flat).max() + 1e-3)), (op, i)
+            assert flat[i] == pytest.approx(reference, rel=1e-3, abs=1e-4 * (float(np.abs(flat).max()) + 1e-3)), (op, i)
 
 
 def test_optimised_sessions_are_judged_against_the_plain_ones_at_float32_rounding():

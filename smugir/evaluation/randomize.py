@@ -20,6 +20,7 @@ from onnx import numpy_helper
 
 from smugir.errors import InputError, UnsupportedModelError
 from smugir.model import Model, model_from_proto
+from smugir import weights
 
 LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
@@ -79,18 +80,18 @@ def randomized(proto: onnx.ModelProto, layers: Sequence[Layer], seed: int = 0,
     tensors = {t.name: t for t in copy.graph.initializer}
 
     def store(name: str, values: np.ndarray) -> None:
-        dtype = numpy_helper.to_array(tensors[name]).dtype
+        dtype = weights.array(tensors[name]).dtype
         tensors[name].CopyFrom(numpy_helper.from_array(values.astype(dtype), name))
 
     for layer in layers:
         rng = np.random.default_rng([seed, zlib.crc32(layer.weight.encode())])
-        weight = numpy_helper.to_array(tensors[layer.weight]).astype(np.float64)
+        weight = weights.array(tensors[layer.weight]).astype(np.float64)
         if noise is not None:
             store(layer.weight, weight + rng.normal(0.0, noise, size=weight.shape))
         else:
             store(layer.weight, _glorot(weight.shape, rng))
             if layer.bias:
-                store(layer.bias, np.zeros(numpy_helper.to_array(tensors[layer.bias]).shape))
+                store(layer.bias, np.zeros(weights.array(tensors[layer.bias]).shape))
     return copy
 
 

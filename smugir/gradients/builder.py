@@ -18,6 +18,7 @@ from smugir.graph_walk import ancestors
 from smugir.gradients.rules import NO_GRADIENT, RULES, SUPPORTED_OPS
 from smugir.gradients.shapes import TensorFacts
 from smugir.weightless import convert_version
+from smugir import weights
 
 TARGETS = ("probability", "logit")
 GRAD_OPSET = 17  # the lowest opset the emitted nodes are written for (ScatterElements' reduction)
@@ -81,7 +82,7 @@ class Builder:
     def constant(self, tensor: str) -> np.ndarray | None:
         """The value of an initializer or Constant output, else None (computed at run time)."""
         proto = self.constants.get(tensor)
-        return None if proto is None else numpy_helper.to_array(proto)
+        return None if proto is None else weights.array(proto)
 
     def axes(self, node: onnx.NodeProto, input_index: int = 1) -> list[int] | None:
         """A node's axes, from its attribute or its constant input; None when absent."""

@@ -17,6 +17,7 @@ import onnx
 from smugir.errors import UnsupportedModelError, UnsupportedOpError
 from smugir.gradients.builder import CLASS_INPUT, TARGETS, _logits_and_probability, gradient_model
 from smugir.model import equal_to_rounding, make_session, run_session, with_dynamic_batch
+from smugir.sessions import feeds_weights
 
 # Points per onnxruntime call times their size. Measured on EfficientNet-Lite0 (224 x 224): 1 to 8
 # points per call are as fast per point as 100, and a call of 111 points held about 4 GB.
@@ -31,7 +32,7 @@ class GradientProvider(Protocol):
     name: str
 
     def __call__(self, points: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(values (B,), gradients (B, *point_shape)) of the target at each point."""
+        """(values (B,) float64, gradients (B, *point_shape), float32 or float64) of the target at each point."""
 
 
 def _input_shape(model: onnx.ModelProto, name: str) -> tuple[int, ...]:
@@ -68,12 +69,14 @@ def _gradient_session(proto: onnx.ModelProto, input_name: str, shape: tuple[int,
     then batched, then optimised, else the plain one (optimisations are not always exact:
     `smugir.model.make_session`). Two sessions and three runs in the common case; on
     EfficientNet-Lite0 the optimised session is 30 % faster, its gradients agree to 0.9 %."""
-    single = proto.SerializeToString()  # each variant serialised once: on ViT-B/16 one takes seconds
-    plain = make_session(single)
+    plain = make_session(proto)
     probe = np.random.default_rng(1).normal(size=(2, *shape[1:])).astype(np.float32)
     reference = [plain.run(None, {input_name: p[None], CLASS_INPUT: np.array([0])}) for p in probe]
-    batched = with_dynamic_batch(proto).SerializeToString()
-    for candidate, optimize, together in ((batched, True, True), (batched, False, True), (single, True, False)):
+    batched = with_dynamic_batch(proto)
+    candidates = ((batched, True, True), (batched, False, True), (proto, True, False))
+    if feeds_weights(proto):  # an optimised session's own copies cost more than it saves (VGG-11: 1.1 GB)
+        candidates = ((batched, False, True),)
+    for candidate, optimize, together in candidates:
         try:
             session = make_session(candidate, optimize)
         except UnsupportedModelError:
@@ -118,7 +121,9 @@ class GradientGraph:
             value, grad = run_session(self.session, None, {self.wrt: points[start : start + self.chunk], CLASS_INPUT: cls})
             values.append(np.asarray(value).reshape(-1))
             grads.append(np.asarray(grad).reshape((-1, *self.shape[1:])))
-        return np.concatenate(values).astype(np.float64), np.concatenate(grads).astype(np.float64)
+        # the gradients stay in the graph's float type: on VGG-11 (3.2M first-layer values) a float64
+        # copy of each batch cost more than the onnxruntime runs that made it
+        return np.concatenate(values).astype(np.float64), grads[0] if len(grads) == 1 else np.concatenate(grads)
 
 
 class FiniteDifferences:

@@ -8,6 +8,7 @@ from onnx import numpy_helper
 
 from smugir.budget import elements, require
 from smugir.errors import UnsupportedModelError
+from smugir import weights
 
 LINEAR_OPS = ("Gemm", "MatMul", "Conv")
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
@@ -23,7 +24,7 @@ class ReaderGraph:
         self.proto = proto
         self.opset = opset
         self.nodes = list(graph.node)
-        self.constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.constants: dict[str, np.ndarray] = {t.name: weights.array(t) for t in graph.initializer}
         for node in graph.node:
             if node.op_type == "Constant":
                 self.constants[node.output[0]] = constant_node_value(node)
