@@ -12,7 +12,8 @@ at its defaults: top-k 32, gamma 0.5, pixel units, HiGHS) on an ImageNet photo o
 examples/imagenet/, resized to the model's input and normalised with ImageNet's mean and std, in
 a fresh process of its own, one at a time (the machine may be shared): the seconds are that
 process's wall time (imports included), CPU seconds its user + system time (all threads; the
-figure to compare on a loaded machine), the memory its peak resident set (getrusage). The table
+figure to compare on a loaded machine), the memory its peak resident set (getrusage); `smug
+inspect` runs first in a process of its own, so none of it counts in the explanation's figures. The table
 is printed as Markdown, for the README's "Supported architectures".
 """
 
@@ -62,39 +63,47 @@ def photo_input(photo: Path, size: int, folder: Path) -> Path:
     return path
 
 
-def child(model: str, photo: str, out: str) -> None:
-    """One `smug inspect` and `smug explain` in this process; its peak memory and exit codes as JSON."""
+def child(command: str, model: str, photo: str, out: str) -> None:
+    """`smug inspect` or `smug explain` in this process; its exit code, CPU seconds and peak memory as JSON."""
     from smugir.cli import main
 
-    started = time.perf_counter()
-    inspected = main(["inspect", model])
-    code = main(["explain", model, photo, "--mean", MEAN, "--std", STD, "--out", out, "--no-html", "--force"]) if inspected == 0 else None
+    args = ["inspect", model] if command == "inspect" else ["explain", model, photo, "--mean", MEAN, "--std", STD, "--out", out, "--no-html", "--force"]
+    code = main(args)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"inspect": inspected, "explain": code, "seconds": time.perf_counter() - started,
-                      "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}))
+    print(json.dumps({"code": code, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}))
+
+
+def _run_child(command: str, path: Path, photo: Path, out: Path, timeout: float) -> tuple[dict | None, float, str]:
+    """(the child's JSON line or None, its wall seconds, its last `smug` error line)."""
+    clock = time.perf_counter()
+    try:
+        done = subprocess.run(["nice", sys.executable, __file__, "--child", command, str(path), str(photo), str(out)],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, time.perf_counter() - clock, f"over {timeout:.0f} s"
+    wall = time.perf_counter() - clock
+    errors = [line for line in done.stderr.splitlines() if line.startswith("smug")]
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1]), wall, (errors or [""])[-1][:140]
+    except (IndexError, json.JSONDecodeError):
+        return None, wall, f"crashed: {done.stderr.strip().splitlines()[-1:]}"
 
 
 def explain_export(path: Path, photo: Path, timeout: float) -> dict:
-    """Read, explain and verify one export in a fresh process."""
+    """Read (`smug inspect`), then explain and verify one export, each in a fresh process: the
+    seconds, CPU seconds and peak memory are the explanation's, as a user running `smug explain` sees them."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out"
-        command = ["nice", sys.executable, __file__, "--child", str(path), str(photo), str(out)]
-        clock = time.perf_counter()
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"read": "?", "explained": "no", "status": f"over {timeout:.0f} s", "seconds": time.perf_counter() - clock}
-        wall = time.perf_counter() - clock
-        lines = done.stdout.strip().splitlines()
-        try:
-            row = json.loads(lines[-1])
-        except (IndexError, json.JSONDecodeError):
-            return {"read": "?", "explained": "no", "status": f"crashed: {done.stderr.strip().splitlines()[-1:]}", "seconds": wall}
-        errors = [line for line in done.stderr.splitlines() if line.startswith("smug")]
-        result = {"read": "yes" if row["inspect"] == 0 else "no", "seconds": wall, "cpu": row["cpu"], "peak_mb": row["peak_mb"]}
+        inspected, wall, error = _run_child("inspect", path, photo, out, timeout)
+        if inspected is None or inspected["code"] != 0:
+            return {"read": "no", "explained": "no", "status": error or "refused", "seconds": wall}
+        row, wall, error = _run_child("explain", path, photo, out, timeout)
+        if row is None:
+            return {"read": "yes", "explained": "no", "status": error, "seconds": wall}
+        result = {"read": "yes", "seconds": wall, "cpu": row["cpu"], "peak_mb": row["peak_mb"]}
         report = out / "report.json"
-        if row["explain"] is None or not report.exists():
-            return {**result, "explained": "no", "status": (errors or ["refused"])[-1][:140]}
+        if row["code"] != 0 or not report.exists():
+            return {**result, "explained": "no", "status": error or "refused"}
         data = json.loads(report.read_text())
         attribution = data["attribution"]
         return {
@@ -155,7 +164,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
         child(*sys.argv[2:])
     else:
         main()

@@ -32,6 +32,7 @@ from smugir.gradients import FiniteDifferences, GradientGraph, GradientProvider,
 from smugir.model import declared_bytes, suffix_model, with_batch_of_one
 
 START_STEPS = 16  # uniform intervals before any refinement
+START_ALPHAS = tuple(2.0 ** -k for k in (20, 16, 12, 8, 4))  # where the path starts if the baseline's gradient is not finite
 REFINE = 8  # new points per round: one batch of gradient evaluations
 MAX_STEPS = 4096  # intervals at most
 MAX_GRADIENT_BYTES = 1 << 30  # float32 score densities and panel estimates kept until the grid is final
@@ -41,7 +42,8 @@ TOLERANCE = 0.01  # completeness: |sum IG - (f(h) - f(0))| relative to |f(h) - f
 # true distance to a 1024-interval reference was about half of it (benchmarks/bench_attribution.py).
 SCORE_TOLERANCE = 0.02
 ABSOLUTE_FLOOR = 1e-4  # in the target's units (probability or logit): errors below this are not chased
-TIME_LIMIT = 30.0  # seconds of gradient evaluations for the adaptive rule by default
+TIME_LIMIT = 20.0  # seconds of gradient evaluations for the adaptive rule by default: with loading, the gradient
+# graph and the solve, a full-size DenseNet-121 explanation then stays under 30 s (benchmarks/bench_zoo.py)
 GRAPH_COPIES = 3  # a gradient graph holds each forward tensor, its gradient and onnxruntime's scratch
 GRAPH_PROBE_POINTS = 2  # the gradient session is checked batched on two points
 BYTES_PER_POINT_VALUE = 40  # per IG point and first-layer value: float64 points and gradients, float32 copies
@@ -60,8 +62,9 @@ class IGResult:
     score_error: float | None = None  # estimated relative L2 error of the deciding scores (None: one interval)
     deciding: int = 0  # neurons the score rule was checked on
     converged: bool = True
-    stop: str = "converged"  # converged, floor, fixed steps, step cap, memory cap, time cap
+    stop: str = "converged"  # converged, floor, fixed steps, step cap, memory cap, time cap, start after the baseline
     graph_seconds: float = 0.0  # building the gradient sessions (0 when they were cached)
+    start: float = 0.0  # where the path's quadrature starts: > 0 when the gradient at the baseline is not finite
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -72,6 +75,7 @@ class IGResult:
         """One phrase for the terminal: converged or not, why, and the errors."""
         score = "n/a" if self.score_error is None else f"{100 * self.score_error:.2f} %"
         errors = f"estimated score error {score} on {self.deciding} deciding neurons, completeness error {100 * self.completeness_error:.2f} %"
+        errors += "" if self.start == 0 else f"; from alpha {self.start:.3g}: the gradient at the baseline is not finite"
         if self.stop == "floor":
             return f"IG over {self.steps} steps (stopped at the absolute floor {ABSOLUTE_FLOOR:g}: f(h) - f(0) = {self.f_h - self.f_0:.3g}; {errors})"
         if self.converged:
@@ -176,8 +180,10 @@ def integrated_gradients(
     if stop == "converged" and not check.relative:
         stop = "floor"
     converged = check.floor if stop in ("fixed steps", "converged", "floor") else False
+    if path.start_alpha > 0 and stop in ("converged", "floor") and not converged:
+        stop = "start after the baseline"
     return IGResult(scores, path.intervals, check.completeness, float(f[-1]), float(f[0]), target, provider.name,
-                    time.perf_counter() - start, check.score_error, int(chosen.size), converged, stop)
+                    time.perf_counter() - start, check.score_error, int(chosen.size), converged, stop, start=path.start_alpha)
 
 
 class _Path:
@@ -191,6 +197,7 @@ class _Path:
         self.base32, self.diff32 = base.astype(np.float32), diff.astype(np.float32)
         self.diff = diff.reshape(-1)
         self.intervals = 0
+        self.start_alpha, self.f_baseline = 0.0, None  # set by `first_grid` when the baseline's gradient is not finite
         self.on_progress, self.time_limit = on_progress, time_limit
         self.start, self.points = time.perf_counter(), 0
 
@@ -242,7 +249,7 @@ class _Path:
 
         (scores, summed panel estimates, f on the sorted grid, completeness gap, stop reason)."""
         grid = self.first_grid(deadline)
-        f_change = grid.values[1] - grid.values[0]
+        f_change = grid.values[1] - (grid.values[0] if self.f_baseline is None else self.f_baseline)
         most_points = min(MAX_STEPS + 1, MAX_GRADIENT_BYTES // (6 * max(1, self.diff.size)) + 1)
         while True:
             chosen = _deciding(grid.scores, deciding)
@@ -266,8 +273,35 @@ class _Path:
                 grid.add((a, first + j, m))
                 grid.add((m, first + len(split) + j, b))
         self.intervals = len(grid.points) - 1
-        return grid.scores, grid.change, np.asarray(grid.values)[np.argsort(grid.points, kind="stable")], gap, stop
+        f = np.asarray(grid.values)[np.argsort(grid.points, kind="stable")]
+        if self.f_baseline is not None:  # the part of the path before the grid's first point
+            gap -= f[0] - self.f_baseline
+            f = np.r_[self.f_baseline, f]
+        return grid.scores, grid.change, f, gap, stop
 
+
+    def _graded_grid(self, f: np.ndarray, density: np.ndarray) -> "_Grid | None":
+        """Where the gradient at the baseline is not finite, a grid from the first alpha of
+        START_ALPHAS (2^-K) whose gradient is finite: one panel per doubling, [2^-k, 2^-k+1] with its
+        midpoint, so the integrable spike at the baseline is resolved where it is steep (a
+        random-weight Swin-T has zero biases: at h = 0 every LayerNorm sees a zero vector and
+        multiplies the gradient by 1/sqrt(eps); 20 of them overflow float32). The part before 2^-K
+        counts in the completeness error: f(2^-K h) - f(0) is known, its split over neurons is not.
+        None when no start has a finite gradient."""
+        found = _first_finite(self)
+        if found is None:
+            return None
+        alpha, f_start, start = found
+        self.start_alpha, self.f_baseline = alpha, float(f[0])
+        edges = alpha * 2.0 ** np.arange(1, round(-np.log2(alpha)))  # between 2^-K and 1
+        mids = 1.5 * alpha * 2.0 ** np.arange(round(-np.log2(alpha)))
+        values, rows = self.evaluate(np.r_[edges, mids])
+        grid = _Grid([alpha, 1.0], [float(f_start[0]), float(f[1])], [start[0], density[1]])
+        first = grid.extend(np.r_[edges, mids], values, rows)
+        order = [0, *range(first, first + len(edges)), 1]  # the edges by alpha
+        for k in range(len(mids)):
+            grid.add((order[k], first + len(edges) + k, order[k + 1]))
+        return grid
 
     def first_grid(self, deadline: float | None) -> "_Grid":
         """The START_STEPS uniform intervals, evaluated coarse to fine (alpha 0, 1 and 1/2, then the
@@ -275,6 +309,10 @@ class _Path:
         uniform grid (2 intervals at least) instead of overrunning it. Points 0 and 1 are alpha 0
         and 1; the panels are pairs of neighbouring intervals."""
         f, density = self.evaluate(np.array([0.0, 1.0, 0.5]))
+        if not np.all(np.isfinite(density[0])) and np.isfinite(f[0]) and np.all(np.isfinite(density[1])):
+            graded = self._graded_grid(f, density)
+            if graded is not None:
+                return graded
         grid = _Grid([0.0, 1.0, 0.5], f.tolist(), list(density))
         order = [0, 2, 1]  # point indices by alpha
         while len(order) - 1 < START_STEPS and (deadline is None or time.perf_counter() <= deadline):
@@ -285,6 +323,15 @@ class _Path:
         for i in range(0, len(order) - 1, 2):
             grid.add((order[i], order[i + 1], order[i + 2]))
         return grid
+
+
+def _first_finite(path: "_Path") -> tuple[float, np.ndarray, np.ndarray] | None:
+    """The first of START_ALPHAS where the gradient is finite: (alpha, f, density), or None."""
+    for alpha in START_ALPHAS:
+        f, density = path.evaluate(np.array([alpha]))
+        if np.all(np.isfinite(density)):
+            return alpha, f, density
+    return None
 
 
 def _points_needed(points: int, check: "_Check") -> float | None:

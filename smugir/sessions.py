@@ -111,6 +111,8 @@ def make_session(proto: onnx.ModelProto, optimize: bool = False) -> Session:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         light, fed = (proto, {}) if optimize else _fed(proto)
+        if fed:  # buffers computed from fed weights (their Transpose) go back to the system after each run:
+            options.enable_cpu_mem_arena = False  # in the arena MLP-Mixer's grew by 250 MB per gradient point
         _with_placeholders_given(light, options)
         return Session(ort.InferenceSession(light.SerializeToString(), options, providers=["CPUExecutionProvider"]), fed)
     except SmugError:  # smugir's own, e.g. a batch input's time limit firing inside onnxruntime's call

@@ -122,3 +122,24 @@ def test_progress_line_shows_points_and_time_left_on_a_terminal():
         time.sleep(1.6)
     shown = screen.getvalue()
     assert "Integrated Gradients" in shown and "24 gradient points" in shown and "score error 3.1 %" in shown and "about 12 s left" in shown
+
+
+class _SqrtModel:
+    """f(h) = sum sqrt(h): its gradient is infinite at the baseline h = 0 and finite everywhere else,
+    an integrable spike like a zero-bias LayerNorm network's; IG of neuron i is sqrt(h_i) exactly."""
+
+    name = "sqrt"
+
+    def __call__(self, points, class_index):
+        points = np.asarray(points, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            return np.sqrt(points).sum(axis=tuple(range(1, points.ndim))), 0.5 / np.sqrt(points)
+
+
+def test_a_gradient_that_is_infinite_at_the_baseline_is_integrated_from_just_after_it():
+    h = np.linspace(0.5, 2.0, 12)
+    result = integrated_gradients(_SqrtModel(), h, 0, time_limit=None)
+    assert np.all(np.isfinite(result.scores)) and 0 < result.start <= 2.0 ** -4
+    np.testing.assert_allclose(result.scores, np.sqrt(h), rtol=0.03)
+    assert result.completeness_error < 0.03 and result.f_0 == 0.0
+    assert "the gradient at the baseline is not finite" in result.describe()
