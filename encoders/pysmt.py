@@ -13,7 +13,7 @@ Minimisation asserts `sum w m <= B` inside push/pop and searches B; "unsat at B 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from math import ceil, floor, log10
 
@@ -26,6 +26,8 @@ from pysmt.typing import BOOL, REAL
 
 from smugir.errors import SolverError
 from smugir.problem import MaskProblem, NetworkMaskProblem
+
+RETRY_SECONDS = 1.0  # an unknown answer with more budget than this left is asked once more (`minimise`)
 
 NUMERIC_MODES = ("scaled", "exact")
 DEFAULT_DIGITS = 9
@@ -154,6 +156,7 @@ class SearchResult:
     bound: float | None
     calls: int
     bounds_tried: list
+    unknown_reasons: list = field(default_factory=list)  # z3's reason for each unknown answer
 
 
 def _model_mask(solver, encoding: Encoding) -> np.ndarray:
@@ -164,33 +167,41 @@ def minimise(encoding: Encoding, solver, weights: np.ndarray, deadline: float | 
     """Cardinality-bound search on any pySMT solver (incremental, push/pop).
 
     Integer weights: binary search on B in `sum w m <= B`; otherwise descend with `sum w m < best`.
-    A solver answer of unknown (e.g. its time limit) ends the search with the incumbent kept.
+    A solver answer of unknown (e.g. its time limit) ends the search with the incumbent kept. One
+    unknown while more than RETRY_SECONDS are left is asked again: z3 under load has answered
+    unknown on a 6-unit problem at once, with 10 s of budget left.
     """
-    calls, tried = 0, []
+    calls, tried, reasons = 0, [], []
     solver.add_assertion(encoding.constraints)
     for clause in extra:
         solver.add_assertion(clause)
 
-    def check(bound_formula: FNode | None) -> bool | None:
+    def ask() -> bool | None:
         nonlocal calls
-        if deadline is not None and time.monotonic() >= deadline:
-            return None
         calls += 1
         _set_timeout(solver, deadline)
         try:
-            if bound_formula is None:
-                return solver.solve()
-            solver.push()
-            solver.add_assertion(bound_formula)
             return solver.solve()
         except SolverReturnedUnknownResultError:
+            reasons.append(_reason_unknown(solver))
             return None
+
+    def check(bound_formula: FNode | None) -> bool | None:
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        if bound_formula is not None:
+            solver.push()
+            solver.add_assertion(bound_formula)
+        answer = ask()
+        if answer is None and len(reasons) == 1 and (deadline is None or deadline - time.monotonic() > RETRY_SECONDS):
+            answer = ask()
+        return answer
 
     first = check(None)
     if first is None:
-        return SearchResult("unknown", None, None, 0.0, calls, tried)
+        return SearchResult("unknown", None, None, 0.0, calls, tried, reasons)
     if not first:
-        return SearchResult("infeasible", None, None, None, calls, tried)
+        return SearchResult("infeasible", None, None, None, calls, tried, reasons)
     best = _model_mask(solver, encoding)
     best_value = float(weights @ best)
     lower = 0.0
@@ -205,7 +216,7 @@ def minimise(encoding: Encoding, solver, weights: np.ndarray, deadline: float | 
         tried.append(bound)
         answer = check(formula)
         if answer is None:  # the solver is discarded by the caller, open push levels included
-            return SearchResult("feasible", best, best_value, lower, calls, tried)
+            return SearchResult("feasible", best, best_value, lower, calls, tried, reasons)
         if answer:
             best = _model_mask(solver, encoding)
             best_value = float(weights @ best)
@@ -214,7 +225,12 @@ def minimise(encoding: Encoding, solver, weights: np.ndarray, deadline: float | 
         else:
             lower = best_value
         solver.pop()
-    return SearchResult("optimal", best, best_value, best_value, calls, tried)
+    return SearchResult("optimal", best, best_value, best_value, calls, tried, reasons)
+
+
+def _reason_unknown(solver) -> str:
+    z3_solver = getattr(solver, "z3", None)
+    return z3_solver.reason_unknown() if z3_solver is not None else "unknown"
 
 
 def _set_timeout(solver, deadline: float | None) -> None:

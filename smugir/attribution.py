@@ -279,7 +279,6 @@ class _Path:
             f = np.r_[self.f_baseline, f]
         return grid.scores, grid.change, f, gap, stop
 
-
     def _graded_grid(self, f: np.ndarray, density: np.ndarray) -> "_Grid | None":
         """Where the gradient at the baseline is not finite, a grid from the first alpha of
         START_ALPHAS (2^-K) whose gradient is finite: one panel per doubling, [2^-k, 2^-k+1] with its

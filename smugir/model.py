@@ -29,7 +29,7 @@ from smugir.modelfile import (PARSE_FACTOR, check_tensor_sizes, is_external, loa
 from smugir.sessions import (REORDERING_TOLERANCE, Session, batched_session, declared_bytes, equal_to_rounding, make_session, run_session,
                              set_session_threads, with_dynamic_batch)
 from smugir.submodels import expose_outputs, suffix_model, with_batch_of_one
-from smugir.weights import lighten
+from smugir.weights import WeightSizeError, lighten
 
 __all__ = [
     "Model", "TensorInfo", "load_model", "load_model_bytes", "model_from_proto", "resolve_batch_shape", "check_classifier_output", "check_scores",
@@ -163,6 +163,8 @@ def _model_from_bytes(raw: bytes, path: Path, external: bool, output: str | None
         del raw  # the file's bytes are not needed again (a model's weights are held once: `smugir.weights`)
         proto, held = lighten(proto)  # from here on every copy of the graph is cheap (`smugir.weights`)
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
+    except WeightSizeError as exc:
+        raise ModelFileError(f"tensor {exc.name!r} (of {str(path)!r}) {exc}") from None
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{str(path)!r} fails the ONNX checker: {first_line}") from None

@@ -70,9 +70,14 @@ class Session:
 FEED_BYTES = 128 << 20
 
 
+def _weight_tensors(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """The initializers a fed session takes as inputs: placeholders and large float weights."""
+    return [t for t in proto.graph.initializer if weights.is_placeholder(t) or weights.is_heavy(t)]
+
+
 def feeds_weights(proto: onnx.ModelProto) -> bool:
     """Whether a plain session of `proto` is fed its weights: they hold more than FEED_BYTES."""
-    tensors = [t for t in proto.graph.initializer if weights.is_placeholder(t) or weights.is_heavy(t)]
+    tensors = _weight_tensors(proto)
     return sum(elements(t.dims) * np.dtype(weights.TYPES[t.data_type]).itemsize for t in tensors) > FEED_BYTES
 
 
@@ -81,8 +86,7 @@ def _fed(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarray]
     or (`proto`, {}) when they hold FEED_BYTES or less."""
     if not feeds_weights(proto):
         return proto, {}
-    tensors = [t for t in proto.graph.initializer if weights.is_placeholder(t) or weights.is_heavy(t)]
-    fed = {t.name: weights.array(t) if weights.is_placeholder(t) else weights.share(t)[1] for t in tensors}
+    fed = {t.name: weights.array(t) if weights.is_placeholder(t) else weights.share(t)[1] for t in _weight_tensors(proto)}
     return set_aside(proto, list(fed))[0], fed
 
 

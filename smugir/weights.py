@@ -30,6 +30,14 @@ TYPES = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorPr
 _TABLE: weakref.WeakValueDictionary[str, np.ndarray] = weakref.WeakValueDictionary()
 
 
+class WeightSizeError(ValueError):
+    """A tensor's data is not the size its shape declares (`str`: how; `name`: the tensor's)."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(detail)
+        self.name = name
+
+
 def is_placeholder(tensor: TensorProto) -> bool:
     return tensor.data_location == TensorProto.EXTERNAL and any(
         e.key == "location" and e.value.startswith(PREFIX) for e in tensor.external_data)
@@ -65,6 +73,9 @@ def share(tensor: TensorProto) -> tuple[str, np.ndarray]:
     tensor of the same content: sha256 of the bytes, dtype and dims)."""
     dtype = np.dtype(TYPES[tensor.data_type])
     data = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).astype(dtype).tobytes()
+    expected = int(np.prod(tensor.dims, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:  # checked here, where the bytes are at hand (reading them copies them)
+        raise WeightSizeError(tensor.name, f"declares shape {list(tensor.dims)} ({expected} bytes) but holds {len(data)} bytes")
     key = f"{hashlib.sha256(data).hexdigest()}-{dtype.str}-{'x'.join(map(str, tensor.dims))}"
     found = _TABLE.get(key)
     if found is None:

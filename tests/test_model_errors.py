@@ -296,12 +296,20 @@ def test_model_sha256_covers_the_external_data(tmp_path):
     assert load_model(plain).sha256 == hashlib.sha256(plain.read_bytes()).hexdigest()
 
 
-def test_raw_data_of_another_size_than_the_shape_is_refused(tmp_path):
+@pytest.mark.parametrize("dims, held, message", [
+    ([4000000, 3000000], None, r"raw_data size \(48 bytes\) is too small for the declared shape"),  # the checker's words
+    ([2], None, r"tensor 'w' \(of .*\) declares shape \[2\] \(8 bytes\) but holds 48 bytes"),
+    ([1, 2000], 4000, r"tensor 'w' \(of .*\) declares shape \[1, 2000\] \(8000 bytes\) but holds 16000 bytes"),  # a large one
+])
+def test_raw_data_of_another_size_than_the_shape_is_refused(tmp_path, dims, held, message):
     path = hostile.dense(tmp_path)
     proto = onnx.load(path)
-    proto.graph.initializer[0].dims[:] = [4000000, 3000000]
+    weight = proto.graph.initializer[0]
+    if held:  # a large float tensor: checked where the weights are shared (`smugir.weights.share`)
+        weight.raw_data = np.zeros(held, np.float32).tobytes()
+    weight.dims[:] = dims
     onnx.save(proto, path)
-    with pytest.raises(ModelFileError, match=r"declares shape \[4000000, 3000000\]"):
+    with pytest.raises(ModelFileError, match=message):
         load_model(path)
 
 

@@ -30,6 +30,8 @@ def smt_search(name: str) -> Backend:
             finally:
                 solver.exit()
             details: dict[str, Any] = {"calls": result.calls, "bounds_tried": result.bounds_tried, "numeric_mode": "exact" if network else mode}
+            if result.unknown_reasons:
+                details["unknown_reasons"] = result.unknown_reasons
             if mode == "scaled" and not network:
                 details["digits"] = digits
             solution = checked(problem, Solution(result.status, result.mask, result.objective, result.bound, version(name), time.perf_counter() - start, details))

@@ -47,7 +47,9 @@ def check_backend_answer(problem: Problem, answer: Any, truth: BruteForce | None
         raise failure(problem, "the backend returned no solution", "at least one solution", "[]")
     first = getattr(solutions[0], "status", None)
     if proven and first in ("feasible", "unknown"):
-        raise failure(problem, "the backend did not prove its answer on a tiny problem", _truth_text(truth.optimum) + " (proven)", first)
+        reasons = (getattr(solutions[0], "details", None) or {}).get("unknown_reasons")
+        raise failure(problem, "the backend did not prove its answer on a tiny problem", _truth_text(truth.optimum) + " (proven)",
+                      f"{first} (the solver's reasons: {', '.join(map(str, reasons))})" if reasons else first)
     earlier: list[np.ndarray] = []
     for i, s in enumerate(solutions):
         which = f"solution {i}" if len(solutions) > 1 else "the solution"
