@@ -27,8 +27,6 @@ from pysmt.typing import BOOL, REAL
 from smugir.errors import SolverError
 from smugir.problem import MaskProblem, NetworkMaskProblem
 
-RETRY_SECONDS = 1.0  # an unknown answer with more budget than this left is asked once more (`minimise`)
-
 NUMERIC_MODES = ("scaled", "exact")
 DEFAULT_DIGITS = 9
 
@@ -167,35 +165,28 @@ def minimise(encoding: Encoding, solver, weights: np.ndarray, deadline: float | 
     """Cardinality-bound search on any pySMT solver (incremental, push/pop).
 
     Integer weights: binary search on B in `sum w m <= B`; otherwise descend with `sum w m < best`.
-    A solver answer of unknown (e.g. its time limit) ends the search with the incumbent kept. One
-    unknown while more than RETRY_SECONDS are left is asked again: z3 under load has answered
-    unknown on a 6-unit problem at once, with 10 s of budget left.
+    A solver answer of unknown (e.g. its time limit) ends the search with the incumbent kept; the
+    solver's reason is kept with it.
     """
     calls, tried, reasons = 0, [], []
     solver.add_assertion(encoding.constraints)
     for clause in extra:
         solver.add_assertion(clause)
 
-    def ask() -> bool | None:
+    def check(bound_formula: FNode | None) -> bool | None:
         nonlocal calls
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
         calls += 1
         _set_timeout(solver, deadline)
+        if bound_formula is not None:
+            solver.push()
+            solver.add_assertion(bound_formula)
         try:
             return solver.solve()
         except SolverReturnedUnknownResultError:
             reasons.append(_reason_unknown(solver))
             return None
-
-    def check(bound_formula: FNode | None) -> bool | None:
-        if deadline is not None and time.monotonic() >= deadline:
-            return None
-        if bound_formula is not None:
-            solver.push()
-            solver.add_assertion(bound_formula)
-        answer = ask()
-        if answer is None and len(reasons) == 1 and (deadline is None or deadline - time.monotonic() > RETRY_SECONDS):
-            answer = ask()
-        return answer
 
     first = check(None)
     if first is None:

@@ -53,29 +53,16 @@ def test_several_solutions_are_distinct_and_ordered():
         check_backend_answer(problem, found)  # distinct, feasible, each minimal among the rest
 
 
-def test_an_early_unknown_is_asked_again_and_its_reason_kept(monkeypatch):
-    """z3 once answered unknown at once on a 6-unit problem with 10 s left (a CI run under load):
-    the search asks again, once, and the reason goes into the solution's details."""
+def test_an_unknown_answer_keeps_the_solver_s_reason(monkeypatch):
     from pysmt.exceptions import SolverReturnedUnknownResultError
     from pysmt.solvers.z3 import Z3Solver
 
-    real_solve, unknowns = Z3Solver.solve, []
+    def unknown(self, *args, **kwargs):
+        raise SolverReturnedUnknownResultError
 
-    def unknown_at_first(self, *args, **kwargs):
-        if len(unknowns) < first_unknowns:
-            unknowns.append(1)
-            raise SolverReturnedUnknownResultError
-        return real_solve(self, *args, **kwargs)
-
-    monkeypatch.setattr(Z3Solver, "solve", unknown_at_first)
-    problem = MaskProblem(np.array([[2.3, -0.9, -0.2, -1.3, 0.3, 5.2]]), np.array([4.8]), np.ones(6), {})
-    first_unknowns = 1
-    (solution,) = solve(problem, "z3", timeout=10.0)
-    assert solution.status == "optimal" and solution.objective == 1 and len(solution.details["unknown_reasons"]) == 1
-    unknowns.clear()
-    first_unknowns = 2  # asked twice, unknown twice: the search gives up with what it has
-    (solution,) = solve(problem, "z3", timeout=10.0)
-    assert solution.status == "unknown" and len(solution.details["unknown_reasons"]) == 2
+    monkeypatch.setattr(Z3Solver, "solve", unknown)
+    (solution,) = solve(MaskProblem(np.array([[1.0, 2.0]]), np.array([0.5]), np.ones(2), {}), "z3", timeout=5.0)
+    assert solution.status == "unknown" and len(solution.details["unknown_reasons"]) == 1
 
 
 @pytest.mark.parametrize("backend", NETWORK_BACKENDS)

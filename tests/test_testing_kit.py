@@ -127,6 +127,30 @@ def test_a_backend_over_its_budget_is_caught():
         check_backend(slow, mask_problems(max_units=3), timeout=0.1, grace=0.1, settings=once)
 
 
+def test_a_budget_spent_without_a_proof_is_asked_once_more():
+    """A stalled machine gets a second chance; a backend that never proves it fails."""
+    import time
+
+    from smugir.solve import solve
+
+    calls = []
+
+    def stalls(always: bool):
+        def backend(problem, timeout):
+            calls.append(1)
+            if always or len(calls) == 1:
+                time.sleep(timeout)
+                return _solution("unknown", None)
+            return solve(problem, "highs", timeout=timeout)
+        return backend
+
+    once = settings(max_examples=1, phases=[Phase.generate], database=None, deadline=None)
+    check_backend(stalls(False), mask_problems(max_units=3), timeout=0.1, grace=1.0, settings=once, proven=True)
+    assert len(calls) == 2
+    with pytest.raises(KitFailure, match="did not prove"):
+        check_backend(stalls(True), mask_problems(max_units=3), timeout=0.1, grace=1.0, settings=once, proven=True)
+
+
 @settings(max_examples=15, deadline=None)
 @given(source=first_layer_problems(max_units=6))
 def test_model_problems_equal_onnxruntime(source):
