@@ -359,6 +359,32 @@ def test_optimised_gradient_session_is_used_only_when_it_equals_the_plain_one():
     assert not _agrees(wrong, reference, layer.post_name, probe, False)  # it computes something else: never used
 
 
+def test_a_graph_that_cannot_batch_gets_no_batched_gradient_session(monkeypatch):
+    """A Reshape to a fixed leading size (Swin's window attention) cannot take a dynamic batch: the
+    forward graph tells so in one session, and no batched gradient session is built (on a
+    TorchScript Swin-T two of those took 24 s to fail). The gradients are still right."""
+    from smugir.gradients import providers
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["h", "s22"], ["r"]), helper.make_node("Reshape", ["r", "s14"], ["back"]),
+         helper.make_node("MatMul", ["back", "w"], ["logits"])],
+        "windows", [helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(np.array([2, 2], np.int64), "s22"), numpy_helper.from_array(np.array([1, 4], np.int64), "s14"),
+         numpy_helper.from_array(w, "w")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    made = []
+    real = providers.make_session
+    monkeypatch.setattr(providers, "make_session", lambda p, optimize=False: made.append(optimize) or real(p, optimize))
+    gradient = GradientGraph(proto, "h", "logit")
+    assert not gradient.batched and len(made) == 3  # plain, the forward graph batched, the optimised unbatched one
+    h = rng.normal(size=(1, 4)).astype(np.float32)
+    _, grads = gradient(h, 1)
+    assert np.allclose(grads.reshape(-1), w[:, 1], atol=1e-6)
+
+
 def test_finite_difference_fallback_names_the_op_and_node(tmp_path):
     """A model whose gradient graph cannot be built falls back to finite differences, and the
     provider's name (what IG results and report.json record) says which op and node needed it."""

@@ -64,18 +64,32 @@ def _agrees(session, reference: list, input_name: str, probe: np.ndarray, batche
         _gradients_agree(grads, np.concatenate([np.asarray(r[1]) for r in reference]))
 
 
-def _gradient_session(proto: onnx.ModelProto, input_name: str, shape: tuple[int, ...]):
-    """The fastest session that gives the plain one's outputs: batched and optimised if it can,
-    then batched, then optimised, else the plain one (optimisations are not always exact:
-    `smugir.model.make_session`). Two sessions and three runs in the common case; on
-    EfficientNet-Lite0 the optimised session is 30 % faster, its gradients agree to 0.9 %."""
+def _runs_batched(forward: onnx.ModelProto, input_name: str, probe: np.ndarray) -> bool:
+    """Whether the forward graph with a dynamic batch runs on the probe points. The gradient graph
+    holds it, so where it does not (Swin's window attention reshapes to a fixed window count) no
+    batched gradient session is tried: on a TorchScript Swin-T two of them took 24 s to fail."""
+    try:
+        make_session(with_dynamic_batch(forward)).run(None, {input_name: probe})
+    except Exception:  # noqa: BLE001 (onnxruntime refuses the batched graph: which way does not matter here)
+        return False
+    return True
+
+
+def _gradient_session(proto: onnx.ModelProto, forward: onnx.ModelProto, input_name: str, shape: tuple[int, ...]):
+    """The fastest session of gradient graph `proto` (of `forward`) that gives the plain one's
+    outputs: batched and optimised if it can, then batched, then optimised, else the plain one
+    (optimisations are not always exact: `smugir.model.make_session`). Two sessions and three runs
+    in the common case; on EfficientNet-Lite0 the optimised session is 30 % faster, its gradients
+    agree to 0.9 %."""
     plain = make_session(proto)
     probe = np.random.default_rng(1).normal(size=(2, *shape[1:])).astype(np.float32)
     reference = [plain.run(None, {input_name: p[None], CLASS_INPUT: np.array([0])}) for p in probe]
     batched = with_dynamic_batch(proto)
-    candidates = ((batched, True, True), (batched, False, True), (proto, True, False))
+    candidates = [(batched, True, True), (batched, False, True), (proto, True, False)]
     if feeds_weights(proto):  # an optimised session's own copies cost more than it saves (VGG-11: 1.1 GB)
-        candidates = ((batched, False, True),)
+        candidates = [(batched, False, True)]
+    if not _runs_batched(forward, input_name, probe):
+        candidates = [c for c in candidates if not c[2]]
     for candidate, optimize, together in candidates:
         try:
             session = make_session(candidate, optimize)
@@ -110,7 +124,7 @@ class GradientGraph:
     def __init__(self, model: onnx.ModelProto, wrt: str, target: str = "probability", max_batch_elements: int = BATCH_ELEMENTS):
         self.wrt = wrt
         self.shape = _input_shape(model, wrt)
-        self.session, self.batched = _gradient_session(gradient_model(model, wrt, target), wrt, self.shape)
+        self.session, self.batched = _gradient_session(gradient_model(model, wrt, target), model, wrt, self.shape)
         self.chunk = max(1, max_batch_elements // max(1, int(np.prod(self.shape)))) if self.batched else 1
 
     def __call__(self, points: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
