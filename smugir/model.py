@@ -29,7 +29,7 @@ from smugir.modelfile import (PARSE_FACTOR, check_tensor_sizes, is_external, loa
 from smugir.sessions import (REORDERING_TOLERANCE, Session, batched_session, declared_bytes, equal_to_rounding, make_session, run_session,
                              set_session_threads, with_dynamic_batch)
 from smugir.submodels import expose_outputs, suffix_model, with_batch_of_one
-from smugir.weights import WeightSizeError, lighten
+from smugir.weights import WeightSizeError, checkable, lighten
 
 __all__ = [
     "Model", "TensorInfo", "load_model", "load_model_bytes", "model_from_proto", "resolve_batch_shape", "check_classifier_output", "check_scores",
@@ -159,9 +159,11 @@ def _model_from_bytes(raw: bytes, path: Path, external: bool, output: str | None
         ranges = load_external_data_safely(proto, path) if external else {}
         check_tensor_sizes(proto, path)
         digest = model_sha256(raw, ranges)
-        onnx.checker.check_model(proto if ranges else raw)  # the file's bytes as they are: no serialised copy
         del raw  # the file's bytes are not needed again (a model's weights are held once: `smugir.weights`)
         proto, held = lighten(proto)  # from here on every copy of the graph is cheap (`smugir.weights`)
+        # the checker sees the graph without the large weights: parsing VGG-11's 507 MB again in a
+        # fresh process cost it 3-10 s of page faults, and their sizes were checked by `lighten`
+        onnx.checker.check_model(checkable(proto))
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False)
     except WeightSizeError as exc:
         raise ModelFileError(f"tensor {exc.name!r} (of {str(path)!r}) {exc}") from None

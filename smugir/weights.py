@@ -97,5 +97,17 @@ def lighten(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, np.ndarr
     return proto, held
 
 
+def checkable(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy for the ONNX checker: placeholders become empty tensors of their name and type. The
+    checker would try to open a placeholder's location as a file; the data's size was checked when
+    it was shared, and the checker (without its full check) does not compare dims with consumers."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for index, tensor in enumerate(copy.graph.initializer):
+        if is_placeholder(tensor):
+            copy.graph.initializer[index].CopyFrom(TensorProto(name=tensor.name, data_type=tensor.data_type, dims=[0]))
+    return copy
+
+
 def placeholders(proto: onnx.ModelProto) -> list[TensorProto]:
     return [t for t in proto.graph.initializer if is_placeholder(t)]

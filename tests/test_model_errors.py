@@ -297,7 +297,7 @@ def test_model_sha256_covers_the_external_data(tmp_path):
 
 
 @pytest.mark.parametrize("dims, held, message", [
-    ([4000000, 3000000], None, r"raw_data size \(48 bytes\) is too small for the declared shape"),  # the checker's words
+    ([4000000, 3000000], None, r"tensor 'w' \(of .*\) declares shape \[4000000, 3000000\] \(48000000000000 bytes\) but holds 48 bytes"),
     ([2], None, r"tensor 'w' \(of .*\) declares shape \[2\] \(8 bytes\) but holds 48 bytes"),
     ([1, 2000], 4000, r"tensor 'w' \(of .*\) declares shape \[1, 2000\] \(8000 bytes\) but holds 16000 bytes"),  # a large one
 ])

@@ -40,6 +40,18 @@ def test_a_loaded_model_holds_placeholders_that_nothing_can_open_as_a_file():
             numpy_helper.to_array(tensor, base_dir=".")
 
 
+def test_the_checker_sees_the_graph_without_the_placeholders_and_still_checks_it():
+    model = load_model(MNIST)
+    with pytest.raises(onnx.checker.ValidationError):  # it would try to open a placeholder as a file
+        onnx.checker.check_model(model.proto)
+    onnx.checker.check_model(weights.checkable(model.proto))
+    assert any(weights.is_placeholder(t) for t in model.proto.graph.initializer)  # the model itself is untouched
+    broken = weights.checkable(model.proto)
+    broken.graph.node[0].op_type = "NoSuchOp"
+    with pytest.raises(onnx.checker.ValidationError, match="NoSuchOp"):
+        onnx.checker.check_model(broken)
+
+
 def test_equal_contents_share_one_array_and_different_contents_do_not():
     values = np.arange(4096, dtype=np.float32).reshape(64, 64)
     first, held_first = weights.lighten(_gemm(values))
