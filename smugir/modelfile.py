@@ -15,9 +15,9 @@ from typing import BinaryIO, Iterator
 import numpy as np
 import onnx
 
+from smugir import weights
 from smugir.budget import elements, format_size, require
 from smugir.errors import ModelFileError, UnsafeModelError, UnsupportedModelError
-from smugir import weights
 from smugir.safefiles import file_size, open_regular
 
 

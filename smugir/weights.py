@@ -23,10 +23,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
+from smugir.budget import elements
 from smugir.weightless import LIGHT_ELEMENTS
 
 PREFIX = "\x00smugir-weights/"
 TYPES = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.FLOAT16: np.float16}
+_VALUE_FIELDS = {TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data", TensorProto.FLOAT16: "int32_data"}  # one value each
 _TABLE: weakref.WeakValueDictionary[str, np.ndarray] = weakref.WeakValueDictionary()
 
 
@@ -72,10 +74,13 @@ def share(tensor: TensorProto) -> tuple[str, np.ndarray]:
     """The table's key and array for a tensor with its data (the array is shared with any earlier
     tensor of the same content: sha256 of the bytes, dtype and dims)."""
     dtype = np.dtype(TYPES[tensor.data_type])
-    data = tensor.raw_data if tensor.HasField("raw_data") else numpy_helper.to_array(tensor).astype(dtype).tobytes()
-    expected = int(np.prod(tensor.dims, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:  # checked here, where the bytes are at hand (reading them copies them)
-        raise WeightSizeError(tensor.name, f"declares shape {list(tensor.dims)} ({expected} bytes) but holds {len(data)} bytes")
+    expected = elements(tensor.dims) * dtype.itemsize
+    data = tensor.raw_data if tensor.HasField("raw_data") else None  # checked here, where the bytes are at hand (reading copies them)
+    held = len(data) if data is not None else len(getattr(tensor, _VALUE_FIELDS[tensor.data_type])) * dtype.itemsize
+    if held != expected:
+        raise WeightSizeError(tensor.name, f"declares shape {list(tensor.dims)} ({expected} bytes) but holds {held} bytes")
+    if data is None:
+        data = numpy_helper.to_array(tensor).astype(dtype).tobytes()
     key = f"{hashlib.sha256(data).hexdigest()}-{dtype.str}-{'x'.join(map(str, tensor.dims))}"
     found = _TABLE.get(key)
     if found is None:

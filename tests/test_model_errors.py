@@ -313,6 +313,19 @@ def test_raw_data_of_another_size_than_the_shape_is_refused(tmp_path, dims, held
         load_model(path)
 
 
+def test_a_large_tensor_with_more_typed_values_than_its_shape_is_refused(tmp_path):
+    """float_data instead of raw_data: counted before numpy reshapes it (that was a traceback)."""
+    path = hostile.dense(tmp_path)
+    proto = onnx.load(path)
+    weight = proto.graph.initializer[0]
+    weight.ClearField("raw_data")
+    weight.float_data[:] = [0.0] * 4000
+    weight.dims[:] = [1, 2000]
+    onnx.save(proto, path)
+    with pytest.raises(ModelFileError, match=r"tensor 'w' \(of .*\) declares shape \[1, 2000\] \(8000 bytes\) but holds 16000 bytes"):
+        load_model(path)
+
+
 @pytest.mark.parametrize("kind", hostile.ODD_OUTPUTS)
 def test_not_a_classifier_is_named(tmp_path, kind, capsys):
     path = hostile.odd_output(tmp_path, kind)
