@@ -69,10 +69,11 @@ class Net:
         joined = flat[0] if len(flat) == 1 else self.node("Concat", flat, axis=1)
         width = _width(self, joined)
         logits = self.node("MatMul", [joined, self.const(self.rng.normal(size=(width, 3)))])
-        return _typed(self, logits, dtype)
+        return typed_model(self, logits, dtype)
 
 
-def _typed(net: Net, logits: str, dtype: int) -> onnx.ModelProto:
+def typed_model(net: Net, logits: str, dtype: int) -> onnx.ModelProto:
+    """The net up to `logits` as a model of float type `dtype` (constants cast to it)."""
     np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
     initializers = [numpy_helper.from_array(numpy_helper.to_array(t).astype(np_dtype), t.name) if t.data_type == TensorProto.DOUBLE else t
                     for t in net.initializers]
@@ -86,7 +87,7 @@ def _typed(net: Net, logits: str, dtype: int) -> onnx.ModelProto:
 
 def _width(net: Net, tensor: str) -> int:
     """The number of elements of `tensor` at batch 1 (one run of the graph so far)."""
-    probe = _typed(net, tensor, TensorProto.DOUBLE)
+    probe = typed_model(net, tensor, TensorProto.DOUBLE)
     probe.graph.output[0].type.tensor_type.ClearField("shape")
     inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True).graph.output[0].type.tensor_type.shape.dim
     if inferred and all(d.HasField("dim_value") for d in inferred):
@@ -131,7 +132,7 @@ def gradient_error(net: Net, outputs, seed: int = 0, class_index: int = 1, point
     x = np.random.default_rng(seed).normal(size=(1, net.size)) if point is None else point.reshape(1, -1)
     f, step, eps, precision = _forward(proto64), STEP, np.finfo(np.float64).eps, TOLERANCE[TensorProto.DOUBLE]
     if f is None:
-        f32 = _forward(_typed(net, proto64.graph.output[0].name, TensorProto.FLOAT))
+        f32 = _forward(typed_model(net, proto64.graph.output[0].name, TensorProto.FLOAT))
         step, eps, precision = FLOAT32_STEP, np.finfo(np.float32).eps, TOLERANCE[TensorProto.FLOAT]
         f = lambda x: f32(x.astype(np.float32)).astype(np.float64)  # noqa: E731
     noise = 4 * eps * float(np.abs(f(x)).max()) / step  # the differences' own rounding error
@@ -145,7 +146,7 @@ def gradient_error(net: Net, outputs, seed: int = 0, class_index: int = 1, point
     smooth = (np.abs(reference - fine) <= tolerance + 5 * noise) & (np.abs(curved_fine - curved) * step / 4 <= tolerance + 20 * noise)
     assert smooth.mean() >= 0.5, f"finite differences disagree on {np.mean(~smooth):.0%} of the elements"
     for dtype in (TensorProto.DOUBLE, TensorProto.FLOAT):
-        proto = proto64 if dtype == TensorProto.DOUBLE else _typed(net, proto64.graph.output[0].name, dtype)
+        proto = proto64 if dtype == TensorProto.DOUBLE else typed_model(net, proto64.graph.output[0].name, dtype)
         try:
             session = make_session(gradient_model(proto, "x", "logit"))
             _, grad = session.run(None, {"x": x.astype(helper.tensor_dtype_to_np_dtype(dtype)), CLASS_INPUT: np.array([class_index])})

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gradient_checks import Net, gradient_error
+from gradient_checks import Net, gradient_error, typed_model
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from smugir.gradients import RULES
+from onnx import TensorProto, helper
+
+from smugir.gradients import CLASS_INPUT, RULES, gradient_model
+from smugir.model import make_session
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 seeds = st.integers(0, 2**32 - 1)
@@ -410,3 +413,34 @@ def test_a_rule_slightly_off_fails_the_check(monkeypatch, op, factor):
     monkeypatch.setitem(RULES, op, _scaled(RULES[op], factor))
     check = gradient_error(net, out, 2)
     assert not check.ok, f"{op} 1 % off passed: error {check.error}"
+
+
+# ---- float32 conditioning --------------------------------------------------------------------------
+# Smooth activations whose derivative, written from the output (1 - tanh^2, y + alpha), cancels
+# where they saturate: float32 keeps 7 digits of y, not of 1 - y. Sigmoid's rule keeps y (1 - y),
+# as exact as onnxruntime's Sigmoid (1e-7 absolute): its floor, as a share of the largest slope.
+# Gelu's exact form is left out, as are Celu and Erf: onnxruntime has no float64 kernel for them.
+SATURATING = ["Sigmoid", "Tanh", "Softplus", "Softsign", "Mish", "Elu", "Selu", "GeluTanh", "Exp"]
+ABSOLUTE_FLOOR = {"Sigmoid": 2e-6}
+
+
+@pytest.mark.parametrize("op", SATURATING)
+def test_activation_derivatives_keep_float32_precision_where_they_saturate(op):
+    """The float32 gradient graph against the float64 one on x in [-12, 12]: each element to 1e-5
+    relative (a few float32 roundings), down to float32's smallest normal number."""
+    net = Net(np.random.default_rng(0), opset=20 if op.startswith("Gelu") else 18)
+    points = np.arange(-12, 12.01, 0.25)
+    x = net.input((points.size,))
+    out = net.node("Gelu", [x], approximate="tanh") if op == "GeluTanh" else net.node(op, [x])
+    double = net.model(out)
+    grads = {}
+    for dtype in (TensorProto.DOUBLE, TensorProto.FLOAT):
+        proto = double if dtype == TensorProto.DOUBLE else typed_model(net, double.graph.output[0].name, dtype)
+        session = make_session(gradient_model(proto, "x", "logit"))
+        feed = {"x": points[None].astype(helper.tensor_dtype_to_np_dtype(dtype)), CLASS_INPUT: np.array([1])}
+        grads[dtype] = np.asarray(session.run(None, feed)[1], dtype=np.float64).reshape(-1)
+    exact, single = grads[TensorProto.DOUBLE], grads[TensorProto.FLOAT]
+    tolerance = 1e-5 * np.abs(exact) + ABSOLUTE_FLOOR.get(op, 0.0) * np.abs(exact).max() + np.finfo(np.float32).tiny
+    error = np.abs(single - exact) / tolerance
+    worst = int(error.argmax())
+    assert error[worst] <= 1, f"{op} at x = {points[worst]}: {single[worst]:.7g} in float32, {exact[worst]:.7g} in float64"
