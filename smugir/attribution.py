@@ -162,7 +162,8 @@ def integrated_gradients(
     """IG of `provider`'s target from `baseline` (default 0) to `h`; adaptive unless `steps` is given.
 
     `deciding`: the k of a later top-k choice (the score rule is checked on the 2k highest scores;
-    None: on all); `time_limit`: seconds before the adaptive rule gives up (None: no limit);
+    None: on all); `time_limit`: seconds the adaptive rule may take, a batch that would end past
+    it at the pace so far is not started (None: no limit);
     `on_progress` gets an `IGProgress` after every batch of gradient evaluations."""
     start = time.perf_counter()
     h = np.asarray(h, dtype=np.float64)
@@ -211,6 +212,10 @@ class _Path:
             eta = min(eta, max(0.0, self.time_limit - seconds))
         self.on_progress(IGProgress(self.points, seconds, eta, score_error, completeness))
 
+    def seconds_for(self, points: int) -> float:
+        """How long `points` more gradient evaluations should take, at the pace so far."""
+        return points * (time.perf_counter() - self.start) / max(self.points, 1)
+
     def evaluate(self, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(f (B,) float64, score densities (B, n) float32) at the given alphas."""
         require(f"Integrated Gradients at {len(alphas)} points of {self.diff.size} values", BYTES_PER_POINT_VALUE * len(alphas) * self.diff.size)
@@ -258,7 +263,7 @@ class _Path:
             self.report(_points_needed(len(grid.points), check), check.score_error, check.completeness)
             stop = ("converged" if check.floor else "step cap" if len(grid.points) + REFINE > MAX_STEPS + 1
                     else "memory cap" if len(grid.points) + REFINE > most_points
-                    else "time cap" if deadline is not None and time.perf_counter() > deadline else None)
+                    else "time cap" if deadline is not None and time.perf_counter() + self.seconds_for(REFINE) > deadline else None)
             if stop is not None:
                 break
             if check.score_error is not None and check.score_error > SCORE_TOLERANCE:
@@ -314,7 +319,7 @@ class _Path:
                 return graded
         grid = _Grid([0.0, 1.0, 0.5], f.tolist(), list(density))
         order = [0, 2, 1]  # point indices by alpha
-        while len(order) - 1 < START_STEPS and (deadline is None or time.perf_counter() <= deadline):
+        while len(order) - 1 < START_STEPS and (deadline is None or time.perf_counter() + self.seconds_for(len(order) - 1) <= deadline):
             alphas = [(grid.points[a] + grid.points[b]) / 2 for a, b in zip(order, order[1:])]
             first = grid.extend(np.array(alphas), *self.evaluate(np.array(alphas)))
             order = [i for pair in zip(order, range(first, first + len(alphas))) for i in pair] + [order[-1]]

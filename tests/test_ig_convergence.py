@@ -75,6 +75,29 @@ def test_a_slow_model_stops_on_a_coarser_first_grid_near_the_time_limit():
     assert np.linalg.norm(result.scores - exact) < np.linalg.norm(exact)  # scores of a coarse uniform grid, not garbage
 
 
+class Paced(Kinks):
+    """Kinks at 0.04 s per gradient evaluation, never converging in time: each score is a pair of
+    jumps that only fine grids resolve."""
+
+    def __call__(self, points, class_index):
+        import time
+
+        time.sleep(0.04 * len(points))
+        return super().__call__(points, class_index)
+
+
+def test_no_batch_is_started_that_would_end_past_the_time_limit():
+    """The first grid (17 points) takes 0.68 s, each round of 8 points 0.32 s: with 1.5 s, two
+    rounds fit and a third, which would end at 1.64 s, is not started."""
+    import time
+
+    clock = time.perf_counter()
+    result = integrated_gradients(Paced(), np.ones(400), 0, time_limit=1.5)
+    seconds = time.perf_counter() - clock
+    assert result.stop == "time cap" and seconds <= 1.5, seconds
+    assert result.steps == START_STEPS + 16  # two rounds of REFINE points
+
+
 def test_explanation_says_when_ig_did_not_converge(monkeypatch):
     from conftest import REAL_MODELS
 
