@@ -400,7 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.invocation = ["smug", *(sys.argv[1:] if argv is None else argv)]  # what report.html says made it
     run: Callable[[argparse.Namespace], int] = args.run
     from smugir.budget import format_size, limit, limited
+    from smugir.heap import return_large_buffers
     from smugir.termination import EXIT_CODE, Terminated, sigterm_unwinds
+
+    return_large_buffers()
 
     try:
         with sigterm_unwinds(), limited(args.max_memory):
