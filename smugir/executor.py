@@ -63,9 +63,12 @@ def _pool_pass(workers: int, function: Callable[..., Any], tasks: list[Task], fi
     pending: dict[Future, Task] = {}
     try:
         while waiting or pending:
-            while waiting and len(pending) < workers:
-                task = waiting.pop()
-                pending[pool.submit(function, *task)] = task
+            try:
+                while waiting and len(pending) < workers:
+                    future = pool.submit(function, *waiting[-1])
+                    pending[future] = waiting.pop()
+            except BrokenProcessPool:  # it broke after the last wait: the task not submitted goes on in a new pool
+                break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
                 break
